@@ -1,0 +1,443 @@
+// Package deploy_test checks the manifests in deploy/: every YAML document
+// decodes strictly into a known Kubernetes kind, and the settings the
+// controller's safety depends on (least-privilege RBAC, the hardened security
+// context, the wiring of its configuration) are there. A removed or widened
+// setting fails here rather than in a cluster.
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+const (
+	namespace = "clb-direct-system"
+	name      = "clb-direct"
+)
+
+// kustomization.yaml is kustomize's, not a Kubernetes kind; it is checked on
+// its own by TestKustomizationListsEveryManifest.
+const kustomization = "kustomization.yaml"
+
+type manifest struct {
+	file string
+	obj  runtime.Object
+}
+
+// decodeAll decodes every document of every YAML file under deploy/. The
+// decoder is strict: an unknown or duplicated field is an error, so a typo
+// such as readOnlyRootFilesytem cannot silently drop a setting.
+func decodeAll(t *testing.T) []manifest {
+	t.Helper()
+	decoder := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	var out []manifest
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path == kustomization {
+			return err
+		}
+		if ext := filepath.Ext(path); ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		reader := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for n := 1; ; n++ {
+			doc, err := reader.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Errorf("%s: document %d: %v", path, n, err)
+				break
+			}
+			if isEmpty(doc) {
+				continue
+			}
+			obj, _, err := decoder.Decode(doc, nil, nil)
+			if err != nil {
+				t.Errorf("%s: document %d: %v", path, n, err)
+				continue
+			}
+			out = append(out, manifest{file: path, obj: obj})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return out
+}
+
+// isEmpty reports whether a YAML document holds only comments or blanks.
+func isEmpty(doc []byte) bool {
+	for line := range strings.Lines(string(doc)) {
+		if s := strings.TrimSpace(line); s != "" && !strings.HasPrefix(s, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// find returns the one object of type T named name in namespace ns (any
+// namespace when ns is "*"), failing the test unless there is exactly one.
+func find[T runtime.Object](t *testing.T, ms []manifest, ns, name string) T {
+	t.Helper()
+	var found []T
+	for _, m := range ms {
+		obj, ok := m.obj.(T)
+		if !ok {
+			continue
+		}
+		om, err := meta.Accessor(obj)
+		if err != nil {
+			t.Fatalf("%s: %v", m.file, err)
+		}
+		if om.GetName() == name && (ns == "*" || om.GetNamespace() == ns) {
+			found = append(found, obj)
+		}
+	}
+	if len(found) != 1 {
+		var zero T
+		t.Fatalf("want exactly one %T %s/%s in deploy/, found %d", zero, ns, name, len(found))
+	}
+	return found[0]
+}
+
+func TestManifestsDecode(t *testing.T) {
+	ms := decodeAll(t)
+	// The installation's objects, each exactly once.
+	find[*corev1.Namespace](t, ms, "", namespace)
+	find[*corev1.ServiceAccount](t, ms, namespace, name)
+	find[*corev1.ConfigMap](t, ms, namespace, "clb-direct-config")
+	find[*rbacv1.ClusterRole](t, ms, "", name)
+	find[*rbacv1.ClusterRoleBinding](t, ms, "", name)
+	find[*rbacv1.Role](t, ms, namespace, "clb-direct-leader-election")
+	find[*rbacv1.RoleBinding](t, ms, namespace, "clb-direct-leader-election")
+	find[*appsv1.Deployment](t, ms, namespace, name)
+	// The examples.
+	find[*appsv1.Deployment](t, ms, "*", "echo")
+	find[*corev1.Service](t, ms, "*", "echo")
+}
+
+func TestKustomizationListsEveryManifest(t *testing.T) {
+	data, err := os.ReadFile(kustomization)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatalf("%s: %v", kustomization, err)
+	}
+	files, err := filepath.Glob("*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = slices.DeleteFunc(files, func(f string) bool { return f == kustomization })
+	got := slices.Sorted(slices.Values(k.Resources))
+	sort.Strings(files)
+	if !slices.Equal(got, files) {
+		t.Fatalf("%s lists %v, want the manifests in deploy/: %v", kustomization, got, files)
+	}
+}
+
+func TestDeploymentSecurityContext(t *testing.T) {
+	d := find[*appsv1.Deployment](t, decodeAll(t), namespace, name)
+	pod := d.Spec.Template.Spec
+	if pod.SecurityContext == nil {
+		t.Fatal("the Pod has no securityContext")
+	}
+	psc := pod.SecurityContext
+	if len(pod.Containers) == 0 {
+		t.Fatal("the Deployment has no containers")
+	}
+	for _, c := range slices.Concat(pod.InitContainers, pod.Containers) {
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("container %s: no securityContext", c.Name)
+			continue
+		}
+		// Effective values: the container's setting wins over the Pod's.
+		runAsNonRoot := first(sc.RunAsNonRoot, psc.RunAsNonRoot)
+		runAsUser := first(sc.RunAsUser, psc.RunAsUser)
+		seccomp := first(sc.SeccompProfile, psc.SeccompProfile)
+		if runAsNonRoot == nil || !*runAsNonRoot {
+			t.Errorf("container %s: runAsNonRoot is not true", c.Name)
+		}
+		if runAsUser == nil || *runAsUser != 65532 {
+			t.Errorf("container %s: runAsUser is %v, want 65532", c.Name, deref(runAsUser))
+		}
+		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("container %s: seccompProfile is %+v, want RuntimeDefault", c.Name, seccomp)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("container %s: readOnlyRootFilesystem is not true", c.Name)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("container %s: allowPrivilegeEscalation is not false", c.Name)
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s: privileged", c.Name)
+		}
+		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+			t.Errorf("container %s: capabilities are %+v, want drop [ALL] and no add", c.Name, sc.Capabilities)
+		}
+	}
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Error("the Pod shares a host namespace")
+	}
+}
+
+func TestDeploymentSpec(t *testing.T) {
+	ms := decodeAll(t)
+	d := find[*appsv1.Deployment](t, ms, namespace, name)
+	pod := d.Spec.Template.Spec
+
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", deref(d.Spec.Replicas))
+	}
+	if pod.ServiceAccountName != name {
+		t.Errorf("serviceAccountName %q, want %q", pod.ServiceAccountName, name)
+	}
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g != 30 {
+		t.Errorf("terminationGracePeriodSeconds %v, want 30", deref(g))
+	}
+	aa := pod.Affinity
+	if aa == nil || aa.PodAntiAffinity == nil || len(aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 ||
+		aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.TopologyKey != corev1.LabelHostname {
+		t.Errorf("affinity %+v, want a preferred pod anti-affinity on %s", aa, corev1.LabelHostname)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+
+	wantArgs := []string{
+		"--leader-elect=true",
+		"--leader-elect-resource-namespace=" + namespace,
+		"--cluster-id=$(CLUSTER_ID)",
+		"--region=$(REGION)",
+		"--cloud=tencent",
+		"--health-probe-bind-address=:8081",
+		"-v=2",
+	}
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("args %q, want %q", c.Args, wantArgs)
+	}
+
+	// $(CLUSTER_ID) and $(REGION) expand only from env defined on the
+	// container: each must come from the ConfigMap, which must hold the key.
+	cm := find[*corev1.ConfigMap](t, ms, namespace, "clb-direct-config")
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	for _, key := range []string{"CLUSTER_ID", "REGION"} {
+		e, ok := env[key]
+		if !ok || e.ValueFrom == nil || e.ValueFrom.ConfigMapKeyRef == nil ||
+			e.ValueFrom.ConfigMapKeyRef.Name != cm.Name || e.ValueFrom.ConfigMapKeyRef.Key != key {
+			t.Errorf("env %s: want it from ConfigMap %s key %s, got %+v", key, cm.Name, key, e)
+			continue
+		}
+		if _, ok := cm.Data[key]; !ok {
+			t.Errorf("ConfigMap %s has no key %s", cm.Name, key)
+		}
+	}
+	// Credentials come from an optional Secret: never inline.
+	for _, key := range []string{"TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"} {
+		e, ok := env[key]
+		if !ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+			e.ValueFrom.SecretKeyRef.Name != "clb-direct-credentials" || e.ValueFrom.SecretKeyRef.Key != key ||
+			e.ValueFrom.SecretKeyRef.Optional == nil || !*e.ValueFrom.SecretKeyRef.Optional {
+			t.Errorf("env %s: want it from optional Secret clb-direct-credentials key %s, got %+v", key, key, e)
+		}
+	}
+
+	probe := func(what string, p *corev1.Probe, path string) {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe: want an HTTP GET of %s on 8081, got %+v", what, path, p)
+			return
+		}
+		port := p.HTTPGet.Port
+		if port.Type == intstr.String {
+			for _, cp := range c.Ports {
+				if cp.Name == port.StrVal {
+					port = intstr.FromInt32(cp.ContainerPort)
+				}
+			}
+		}
+		if p.HTTPGet.Path != path || port.IntValue() != 8081 {
+			t.Errorf("%s probe: GET %s on %s, want %s on 8081", what, p.HTTPGet.Path, port.String(), path)
+		}
+	}
+	probe("liveness", c.LivenessProbe, "/healthz")
+	probe("readiness", c.ReadinessProbe, "/readyz")
+
+	res := c.Resources
+	for _, check := range []struct {
+		what string
+		list corev1.ResourceList
+		name corev1.ResourceName
+		want string
+	}{
+		{"requests", res.Requests, corev1.ResourceCPU, "100m"},
+		{"requests", res.Requests, corev1.ResourceMemory, "128Mi"},
+		{"limits", res.Limits, corev1.ResourceMemory, "512Mi"},
+	} {
+		if q, ok := check.list[check.name]; !ok || q.String() != check.want {
+			t.Errorf("resources.%s.%s = %v, want %s", check.what, check.name, q.String(), check.want)
+		}
+	}
+}
+
+// rule is a PolicyRule flattened to one resource and one verb, so rule sets
+// compare regardless of how they are grouped.
+type rule struct {
+	group, resource, verb, resourceName string
+}
+
+func flatten(rules []rbacv1.PolicyRule) []rule {
+	var out []rule
+	for _, r := range rules {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		if len(r.NonResourceURLs) != 0 {
+			out = append(out, rule{resource: "nonResourceURLs:" + strings.Join(r.NonResourceURLs, ","), verb: strings.Join(r.Verbs, ",")})
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					for _, n := range names {
+						out = append(out, rule{g, res, v, n})
+					}
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b rule) int {
+		return strings.Compare(a.group+"/"+a.resource+"/"+a.verb+"/"+a.resourceName, b.group+"/"+b.resource+"/"+b.verb+"/"+b.resourceName)
+	})
+	return slices.Compact(out)
+}
+
+func TestRBACLeastPrivilege(t *testing.T) {
+	ms := decodeAll(t)
+
+	cr := find[*rbacv1.ClusterRole](t, ms, "", name)
+	if cr.AggregationRule != nil {
+		t.Error("the ClusterRole aggregates other roles")
+	}
+	wantCluster := flatten([]rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	})
+	if got := flatten(cr.Rules); !reflect.DeepEqual(got, wantCluster) {
+		t.Errorf("ClusterRole %s grants\n  %v\nwant exactly\n  %v", name, got, wantCluster)
+	}
+
+	role := find[*rbacv1.Role](t, ms, namespace, "clb-direct-leader-election")
+	wantRole := flatten([]rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{name}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+	})
+	if got := flatten(role.Rules); !reflect.DeepEqual(got, wantRole) {
+		t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", role.Name, got, wantRole)
+	}
+
+	sa := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}
+	crb := find[*rbacv1.ClusterRoleBinding](t, ms, "", name)
+	if crb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name}) || !slices.Equal(crb.Subjects, []rbacv1.Subject{sa}) {
+		t.Errorf("ClusterRoleBinding %s: roleRef %+v subjects %+v, want ClusterRole %s to %+v only", crb.Name, crb.RoleRef, crb.Subjects, cr.Name, sa)
+	}
+	rb := find[*rbacv1.RoleBinding](t, ms, namespace, role.Name)
+	if rb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}) || !slices.Equal(rb.Subjects, []rbacv1.Subject{sa}) {
+		t.Errorf("RoleBinding %s: roleRef %+v subjects %+v, want Role %s to %+v only", rb.Name, rb.RoleRef, rb.Subjects, role.Name, sa)
+	}
+}
+
+func TestExampleServiceSelectsExampleDeployment(t *testing.T) {
+	ms := decodeAll(t)
+	svc := find[*corev1.Service](t, ms, "*", "echo")
+	d := find[*appsv1.Deployment](t, ms, "*", "echo")
+
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("type %s, want LoadBalancer", svc.Spec.Type)
+	}
+	if v := svc.Annotations["service.cloud.tencent.com/direct-access"]; v != "true" {
+		t.Errorf("direct-access annotation %q, want \"true\"", v)
+	}
+	if len(svc.Spec.Ports) != 1 {
+		t.Fatalf("%d ports, want 1", len(svc.Spec.Ports))
+	}
+	p := svc.Spec.Ports[0]
+	if p.Port != 80 || p.TargetPort != intstr.FromString("http") || p.Protocol != corev1.ProtocolTCP {
+		t.Errorf("port %d -> %s/%s, want 80 -> http/TCP", p.Port, p.TargetPort.String(), p.Protocol)
+	}
+	labels := d.Spec.Template.Labels
+	for k, v := range svc.Spec.Selector {
+		if labels[k] != v {
+			t.Errorf("selector %s=%s does not match the echo Pods' labels %v", k, v, labels)
+		}
+	}
+	if len(svc.Spec.Selector) == 0 {
+		t.Error("the Service has no selector")
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+		t.Errorf("echo replicas %v, want 3", deref(d.Spec.Replicas))
+	}
+	var named bool
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, cp := range c.Ports {
+			named = named || (cp.Name == "http" && cp.ContainerPort == 8080)
+		}
+	}
+	if !named {
+		t.Error("no echo container port named http on 8080")
+	}
+}
+
+func first[T any](ps ...*T) *T {
+	for _, p := range ps {
+		if p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return "unset"
+	}
+	return *p
+}
