@@ -1,0 +1,317 @@
+// Package controller registers the Pods of direct-access LoadBalancer
+// Services as backends of their CLBs. Informers feed one rate-limited queue
+// of Service keys; syncService diffs the desired backends against the CLB
+// and applies the difference through cloud.Interface.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"clb-direct/cloud"
+)
+
+// Options tune the controller; zero values take the defaults below.
+type Options struct {
+	// ClusterID goes into the ownership tags of the CLBs we create.
+	ClusterID string
+	// LoadBalancerClass selects the Services we handle: those with exactly
+	// this class, or those without a class when empty.
+	LoadBalancerClass string
+	// ResyncPeriod is how often every Service's CLB is read again to repair
+	// changes made behind our back.
+	ResyncPeriod time.Duration
+	// TerminalRetryDelay is how long a Service waits after an error that
+	// retrying cannot fix (permissions, quota) before it is tried again.
+	TerminalRetryDelay time.Duration
+	// ShutdownGracePeriod bounds how long in-flight syncs may run after the
+	// controller is told to stop.
+	ShutdownGracePeriod time.Duration
+	// Clock is injected for tests.
+	Clock clock.WithTicker
+}
+
+const (
+	defaultResyncPeriod        = 5 * time.Minute
+	defaultTerminalRetryDelay  = 5 * time.Minute
+	defaultShutdownGracePeriod = 20 * time.Second
+	// selectorIndex maps "namespace/key=value" to the Services whose
+	// selector contains that pair; see serviceSelectorIndexFunc.
+	selectorIndex = "selectorPair"
+)
+
+// Controller keeps the CLBs of direct-access Services in line with their Pods.
+type Controller struct {
+	client   kubernetes.Interface
+	cloud    cloud.Interface
+	recorder events.EventRecorder
+	opts     Options
+
+	serviceLister  corelisters.ServiceLister
+	serviceIndexer cache.Indexer
+	servicesSynced cache.InformerSynced
+	podLister      corelisters.PodLister
+	podsSynced     cache.InformerSynced
+
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	observed observedCache
+	// resyncDue holds the Service keys whose next sync must re-read the CLB.
+	resyncDue sync.Map
+	// reported holds the last problem message evented per Service, so an
+	// unchanged problem is not evented on every sync.
+	reported sync.Map
+	stopping atomic.Bool
+}
+
+// New wires a controller to its informers. Informers must not be started yet:
+// New adds an index to the Service informer.
+func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, recorder events.EventRecorder,
+	serviceInformer coreinformers.ServiceInformer, podInformer coreinformers.PodInformer, opts Options) (*Controller, error) {
+	if opts.ClusterID == "" {
+		return nil, errors.New("controller: a cluster ID is required: it goes into the ownership tags of every CLB")
+	}
+	if opts.ResyncPeriod <= 0 {
+		opts.ResyncPeriod = defaultResyncPeriod
+	}
+	if opts.TerminalRetryDelay <= 0 {
+		opts.TerminalRetryDelay = defaultTerminalRetryDelay
+	}
+	if opts.ShutdownGracePeriod <= 0 {
+		opts.ShutdownGracePeriod = defaultShutdownGracePeriod
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	logger := klog.FromContext(ctx)
+	c := &Controller{
+		client:         client,
+		cloud:          clb,
+		recorder:       recorder,
+		opts:           opts,
+		serviceLister:  serviceInformer.Lister(),
+		serviceIndexer: serviceInformer.Informer().GetIndexer(),
+		servicesSynced: serviceInformer.Informer().HasSynced,
+		podLister:      podInformer.Lister(),
+		podsSynced:     podInformer.Informer().HasSynced,
+		queue:          workqueue.NewTypedRateLimitingQueueWithConfig(newRateLimiter(), workqueue.TypedRateLimitingQueueConfig[string]{Name: "clb-direct", Clock: opts.Clock}),
+		observed:       observedCache{entries: map[string]observedEntry{}},
+	}
+	if err := serviceInformer.Informer().AddIndexers(cache.Indexers{selectorIndex: serviceSelectorIndexFunc}); err != nil {
+		return nil, fmt.Errorf("adding the Service selector index: %w", err)
+	}
+	resync := opts.ResyncPeriod
+	if _, err := serviceInformer.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.enqueueService(obj) },
+		UpdateFunc: c.onServiceUpdate,
+		DeleteFunc: func(obj any) { c.enqueueService(obj) },
+	}, cache.HandlerOptions{Logger: &logger, ResyncPeriod: &resync}); err != nil {
+		return nil, fmt.Errorf("adding the Service event handler: %w", err)
+	}
+	if _, err := podInformer.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.enqueuePodServices(obj.(*v1.Pod)) },
+		UpdateFunc: c.onPodUpdate,
+		DeleteFunc: c.onPodDelete,
+	}, cache.HandlerOptions{Logger: &logger}); err != nil {
+		return nil, fmt.Errorf("adding the Pod event handler: %w", err)
+	}
+	return c, nil
+}
+
+// newRateLimiter retries a failing Service from 100ms up to 5 minutes, and
+// caps the overall retry rate so that many failing Services cannot flood
+// the CLB API.
+func newRateLimiter() workqueue.TypedRateLimiter[string] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 5*time.Minute),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
+}
+
+// Run processes Services until ctx is cancelled, then stops taking work,
+// lets in-flight syncs finish (within ShutdownGracePeriod) and returns.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrashWithContext(ctx)
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting clb-direct controller", "workers", workers)
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.servicesSynced, c.podsSynced) {
+		c.queue.ShutDown()
+		return errors.New("caches did not sync before the controller was stopped")
+	}
+	// In-flight syncs get a context of their own so that a shutdown does not
+	// cut a cloud write and its bookkeeping in half.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c.processNextWorkItem(workCtx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	logger.Info("Stopping clb-direct controller: finishing in-flight syncs", "gracePeriod", c.opts.ShutdownGracePeriod)
+	c.stopping.Store(true)
+	deadline := time.AfterFunc(c.opts.ShutdownGracePeriod, cancelWork)
+	defer deadline.Stop()
+	c.queue.ShutDownWithDrain()
+	wg.Wait()
+	logger.Info("Stopped clb-direct controller")
+	return nil
+}
+
+func (c *Controller) processNextWorkItem(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	// After shutdown the queue still hands out what it holds; those keys
+	// are left for the next leader, which lists everything anyway.
+	if c.stopping.Load() {
+		return true
+	}
+	err := c.syncService(ctx, key)
+	switch {
+	case err == nil:
+		c.queue.Forget(key)
+	case isSlowRetry(err):
+		// Retrying soon cannot help: the user has been told (event), so
+		// come back slowly instead of hot-looping on the API.
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, c.opts.TerminalRetryDelay)
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing Service failed; retrying slowly", "service", key, "retryAfter", c.opts.TerminalRetryDelay)
+	default:
+		c.queue.AddRateLimited(key)
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing Service failed; retrying", "service", key, "requeues", c.queue.NumRequeues(key))
+	}
+	return true
+}
+
+// isSlowRetry reports whether err needs a person to act before a retry can
+// succeed.
+func isSlowRetry(err error) bool {
+	switch cloud.KindOf(err) {
+	case cloud.KindTerminal, cloud.KindQuota:
+		return true
+	}
+	return false
+}
+
+func (c *Controller) enqueueService(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		utilruntime.HandleError(fmt.Errorf("computing the key of %T: %w", obj, err))
+		return
+	}
+	c.queue.Add(key)
+}
+
+func (c *Controller) onServiceUpdate(oldObj, newObj any) {
+	oldSvc, newSvc := oldObj.(*v1.Service), newObj.(*v1.Service)
+	if oldSvc.ResourceVersion == newSvc.ResourceVersion {
+		// A periodic resync: the next sync re-reads the CLB to repair drift.
+		key, err := cache.MetaNamespaceKeyFunc(newSvc)
+		if err == nil {
+			c.resyncDue.Store(key, true)
+		}
+	}
+	c.enqueueService(newSvc)
+}
+
+func (c *Controller) onPodUpdate(oldObj, newObj any) {
+	oldPod, newPod := oldObj.(*v1.Pod), newObj.(*v1.Pod)
+	if !podChangeMatters(oldPod, newPod) {
+		return
+	}
+	c.enqueuePodServices(newPod)
+	if !labels.Equals(oldPod.Labels, newPod.Labels) {
+		c.enqueuePodServices(oldPod)
+	}
+}
+
+func (c *Controller) onPodDelete(obj any) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		tombstone, ok := obj.(cache.DeletedFinalStateUnknown)
+		if !ok {
+			utilruntime.HandleError(fmt.Errorf("unexpected object in Pod delete event: %T", obj))
+			return
+		}
+		if pod, ok = tombstone.Obj.(*v1.Pod); !ok {
+			utilruntime.HandleError(fmt.Errorf("unexpected object in Pod tombstone: %T", tombstone.Obj))
+			return
+		}
+	}
+	c.enqueuePodServices(pod)
+}
+
+// enqueuePodServices queues the Services whose selector matches the Pod,
+// found through the selector index rather than a scan of all Services.
+func (c *Controller) enqueuePodServices(pod *v1.Pod) {
+	podLabels := labels.Set(pod.Labels)
+	seen := map[string]bool{}
+	for k, v := range pod.Labels {
+		objs, err := c.serviceIndexer.ByIndex(selectorIndex, selectorPairKey(pod.Namespace, k, v))
+		if err != nil {
+			utilruntime.HandleError(fmt.Errorf("looking up Services of Pod %s/%s: %w", pod.Namespace, pod.Name, err))
+			return
+		}
+		for _, obj := range objs {
+			svc := obj.(*v1.Service)
+			if seen[svc.Name] || !labels.SelectorFromValidatedSet(svc.Spec.Selector).Matches(podLabels) {
+				continue
+			}
+			seen[svc.Name] = true
+			c.enqueueService(svc)
+		}
+	}
+}
+
+// serviceSelectorIndexFunc indexes a Service under one pair of its selector
+// (the smallest key): a Pod the Service selects carries that pair, so
+// looking up each of a Pod's labels finds every candidate exactly once.
+func serviceSelectorIndexFunc(obj any) ([]string, error) {
+	svc, ok := obj.(*v1.Service)
+	if !ok || len(svc.Spec.Selector) == 0 {
+		return nil, nil
+	}
+	first := ""
+	for k := range svc.Spec.Selector {
+		if first == "" || k < first {
+			first = k
+		}
+	}
+	return []string{selectorPairKey(svc.Namespace, first, svc.Spec.Selector[first])}, nil
+}
+
+func selectorPairKey(namespace, key, value string) string {
+	return namespace + "/" + key + "=" + value
+}
+
+// podChangeMatters reports whether an update can change the Pod's place in
+// any Service's desired state; status heartbeats and the like cannot.
+func podChangeMatters(oldPod, newPod *v1.Pod) bool {
+	return !labels.Equals(oldPod.Labels, newPod.Labels) ||
+		oldPod.Status.PodIP != newPod.Status.PodIP ||
+		oldPod.Status.Phase != newPod.Status.Phase ||
+		(oldPod.DeletionTimestamp == nil) != (newPod.DeletionTimestamp == nil) ||
+		isBackendCandidate(oldPod) != isBackendCandidate(newPod)
+}

@@ -1,0 +1,659 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2/ktesting"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"clb-direct/cloud"
+	"clb-direct/cloud/fake"
+)
+
+const (
+	testClusterID = "cls-test"
+	testNamespace = "ns"
+	testService   = "web"
+	testKey       = testNamespace + "/" + testService
+)
+
+// fixture is a controller over a fake clientset and a fake CLB account. The
+// informers are not run: the test puts objects in their caches (refresh), so
+// every sync sees exactly the state the test set up.
+type fixture struct {
+	t        *testing.T
+	ctx      context.Context
+	client   *k8sfake.Clientset
+	cloud    *fake.Cloud
+	recorder *events.FakeRecorder
+	clock    *testingclock.FakeClock
+	factory  informers.SharedInformerFactory
+	ctrl     *Controller
+}
+
+func newFixture(t *testing.T, clb *fake.Cloud, objects ...runtime.Object) *fixture {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	if clb == nil {
+		clb = fake.New()
+	}
+	f := &fixture{
+		t:        t,
+		ctx:      ctx,
+		client:   k8sfake.NewClientset(objects...),
+		cloud:    clb,
+		recorder: events.NewFakeRecorder(100),
+		clock:    testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+	}
+	f.factory = informers.NewSharedInformerFactory(f.client, 0)
+	ctrl, err := New(ctx, f.client, clb, f.recorder, f.factory.Core().V1().Services(), f.factory.Core().V1().Pods(),
+		Options{ClusterID: testClusterID, Clock: f.clock, TerminalRetryDelay: time.Minute})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	f.ctrl = ctrl
+	f.refresh()
+	return f
+}
+
+// refresh copies the clientset's Services and Pods into the informer caches,
+// as a running informer would.
+func (f *fixture) refresh() {
+	f.t.Helper()
+	svcs, err := f.client.CoreV1().Services("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	pods, err := f.client.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	svcStore := f.factory.Core().V1().Services().Informer().GetIndexer()
+	podStore := f.factory.Core().V1().Pods().Informer().GetIndexer()
+	replace := func(store interface {
+		Replace([]any, string) error
+	}, objs []any) {
+		if err := store.Replace(objs, ""); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	var s, p []any
+	for i := range svcs.Items {
+		s = append(s, &svcs.Items[i])
+	}
+	for i := range pods.Items {
+		p = append(p, &pods.Items[i])
+	}
+	replace(svcStore, s)
+	replace(podStore, p)
+}
+
+// sync runs one sync of the test Service with fresh caches and clean logs.
+func (f *fixture) sync() error {
+	f.t.Helper()
+	f.refresh()
+	f.cloud.ResetCalls()
+	f.client.ClearActions()
+	return f.ctrl.syncService(f.ctx, testKey)
+}
+
+func (f *fixture) mustSync() {
+	f.t.Helper()
+	if err := f.sync(); err != nil {
+		f.t.Fatalf("sync: %v", err)
+	}
+}
+
+func (f *fixture) service() *v1.Service {
+	f.t.Helper()
+	svc, err := f.client.CoreV1().Services(testNamespace).Get(f.ctx, testService, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return svc
+}
+
+func (f *fixture) updateService(mutate func(*v1.Service)) {
+	f.t.Helper()
+	svc := f.service()
+	mutate(svc)
+	if _, err := f.client.CoreV1().Services(testNamespace).Update(f.ctx, svc, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) addPods(pods ...*v1.Pod) {
+	f.t.Helper()
+	for _, p := range pods {
+		if _, err := f.client.CoreV1().Pods(p.Namespace).Create(f.ctx, p, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) deletePod(name string) {
+	f.t.Helper()
+	if err := f.client.CoreV1().Pods(testNamespace).Delete(f.ctx, name, metav1.DeleteOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// actions returns the cloud calls of the last sync as "Action:backends".
+func (f *fixture) actions() []string {
+	var out []string
+	for _, c := range f.cloud.Calls() {
+		s := c.Action
+		if c.Backends > 0 {
+			s += fmt.Sprintf(":%d", c.Backends)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (f *fixture) expectActions(want ...string) {
+	f.t.Helper()
+	if got := f.actions(); !slices.Equal(got, want) {
+		f.t.Errorf("cloud calls:\n got  %q\n want %q", got, want)
+	}
+}
+
+// kubeWrites returns the clientset writes of the last sync as "verb resource/subresource".
+func (f *fixture) kubeWrites() []string {
+	var out []string
+	for _, a := range f.client.Actions() {
+		if a.GetVerb() == "get" || a.GetVerb() == "list" || a.GetVerb() == "watch" {
+			continue
+		}
+		s := a.GetVerb() + " " + a.GetResource().Resource
+		if a.GetSubresource() != "" {
+			s += "/" + a.GetSubresource()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// events drains the recorded events.
+func (f *fixture) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-f.recorder.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func (f *fixture) expectEvent(prefix string) {
+	f.t.Helper()
+	evs := f.events()
+	for _, e := range evs {
+		if strings.HasPrefix(e, prefix) {
+			return
+		}
+	}
+	f.t.Errorf("no event starting with %q among %q", prefix, evs)
+}
+
+// backends returns the backends on the CLB, as "listenerPort/PROTO ip:port w".
+func (f *fixture) backends(lbID string) []string {
+	state := f.cloud.Snapshot()
+	var out []string
+	for _, lb := range state.LoadBalancers {
+		if lb.ID != lbID {
+			continue
+		}
+		for _, l := range lb.Listeners {
+			for _, b := range l.Backends {
+				out = append(out, fmt.Sprintf("%d/%s %s w%d", l.Port, l.Protocol, b.Key(), b.Weight))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (f *fixture) loadBalancerID() string {
+	return f.service().Annotations[AnnotationLoadBalancerID]
+}
+
+func directService(mutate ...func(*v1.Service)) *v1.Service {
+	svc := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: testNamespace, Name: testService, UID: types.UID("uid-web"),
+			Annotations: map[string]string{AnnotationDirectAccess: "true"},
+		},
+		Spec: v1.ServiceSpec{
+			Type:     v1.ServiceTypeLoadBalancer,
+			Selector: map[string]string{"app": "web"},
+			Ports: []v1.ServicePort{
+				{Name: "http", Protocol: v1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("http")},
+				{Name: "dns", Protocol: v1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(5353)},
+			},
+		},
+	}
+	for _, m := range mutate {
+		m(svc)
+	}
+	return svc
+}
+
+func readyPod(name, ip string, mutate ...func(*v1.Pod)) *v1.Pod {
+	p := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name, Labels: map[string]string{"app": "web"}},
+		Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Ports: []v1.ContainerPort{
+			{Name: "http", ContainerPort: 8080, Protocol: v1.ProtocolTCP},
+			{Name: "dns", ContainerPort: 5353, Protocol: v1.ProtocolUDP},
+		}}}},
+		Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: ip, Conditions: []v1.PodCondition{
+			{Type: v1.ContainersReady, Status: v1.ConditionTrue},
+			{Type: v1.PodReady, Status: v1.ConditionTrue},
+		}},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+func notReady(p *v1.Pod) {
+	p.Status.Conditions = []v1.PodCondition{{Type: v1.ContainersReady, Status: v1.ConditionFalse}, {Type: v1.PodReady, Status: v1.ConditionFalse}}
+}
+
+func TestSyncCreatesLoadBalancerListenersAndBackends(t *testing.T) {
+	f := newFixture(t, nil, directService(),
+		readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"), readyPod("c", "10.0.0.3", notReady))
+	f.mustSync()
+
+	// One tag lookup, one create, a listener per port, and all four
+	// backends (2 Pods x 2 ports) in one batch across both listeners.
+	f.expectActions("DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:4")
+	if got, want := f.kubeWrites(), []string{"patch services", "patch services", "patch services/status"}; !slices.Equal(got, want) {
+		t.Errorf("kube writes: got %q, want %q (finalizer, annotation, status)", got, want)
+	}
+	svc := f.service()
+	if !slices.Contains(svc.Finalizers, Finalizer) {
+		t.Errorf("finalizer missing: %v", svc.Finalizers)
+	}
+	lbID := svc.Annotations[AnnotationLoadBalancerID]
+	lbs, err := f.cloud.DescribeLoadBalancers(f.ctx, cloud.LoadBalancerQuery{IDs: []string{lbID}})
+	if err != nil || len(lbs) != 1 {
+		t.Fatalf("CLB %q not found: %v %v", lbID, lbs, err)
+	}
+	if !lbs[0].OwnedBy(testClusterID, "uid-web") {
+		t.Errorf("CLB tags %v do not mark it as ours", lbs[0].Tags)
+	}
+	if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Status.LoadBalancer.Ingress[0].IP != lbs[0].VIPs[0] {
+		t.Errorf("ingress %v, want the VIP %v", svc.Status.LoadBalancer.Ingress, lbs[0].VIPs)
+	}
+	want := []string{"53/UDP 10.0.0.1:5353 w10", "53/UDP 10.0.0.2:5353 w10", "80/TCP 10.0.0.1:8080 w10", "80/TCP 10.0.0.2:8080 w10"}
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends:\n got  %q\n want %q", got, want)
+	}
+	f.expectEvent("Normal CreatedLoadBalancer")
+}
+
+func TestSecondSyncWritesNothing(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"))
+	f.mustSync()
+	f.mustSync()
+	f.expectActions() // not even a read: the CLB state is cached
+	if got := f.kubeWrites(); len(got) != 0 {
+		t.Errorf("kube writes on an unchanged Service: %q", got)
+	}
+
+	// A periodic resync re-reads the CLB once, and still writes nothing.
+	f.ctrl.onServiceUpdate(f.service(), f.service())
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets")
+}
+
+func TestSyncAppliesOnlyTheDifferenceRegisteringBeforeDeregistering(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+
+	f.deletePod("a")
+	f.addPods(readyPod("c", "10.0.0.3"))
+	f.mustSync()
+	f.expectActions("BatchRegisterTargets:2", "BatchDeregisterTargets:2")
+	want := []string{"53/UDP 10.0.0.2:5353 w10", "53/UDP 10.0.0.3:5353 w10", "80/TCP 10.0.0.2:8080 w10", "80/TCP 10.0.0.3:8080 w10"}
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends:\n got  %q\n want %q", got, want)
+	}
+
+	f.updateService(func(s *v1.Service) { s.Annotations[AnnotationBackendWeight] = "50" })
+	f.mustSync()
+	f.expectActions("BatchModifyTargetWeight:4")
+
+	// A removed port deletes its listener and nothing else.
+	f.updateService(func(s *v1.Service) { s.Spec.Ports = s.Spec.Ports[:1] })
+	f.mustSync()
+	f.expectActions("DeleteListener")
+	want = []string{"80/TCP 10.0.0.2:8080 w50", "80/TCP 10.0.0.3:8080 w50"}
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends:\n got  %q\n want %q", got, want)
+	}
+}
+
+func TestGatePendingPodIsRegistered(t *testing.T) {
+	gated := readyPod("gated", "10.0.0.9", func(p *v1.Pod) {
+		p.Spec.ReadinessGates = []v1.PodReadinessGate{{ConditionType: ReadinessGate}}
+		p.Status.Conditions = []v1.PodCondition{{Type: v1.ContainersReady, Status: v1.ConditionTrue}, {Type: v1.PodReady, Status: v1.ConditionFalse}}
+	})
+	f := newFixture(t, nil, directService(), gated)
+	f.mustSync()
+	if got := f.backends(f.loadBalancerID()); len(got) != 2 {
+		t.Errorf("a Pod waiting only on our gate must be registered on both ports, got %q", got)
+	}
+}
+
+func TestBatchesRespectTheAPILimitAcrossListeners(t *testing.T) {
+	clb := fake.New(fake.WithLimits(fake.Limits{BackendsPerListener: 1000}))
+	var objs []runtime.Object
+	objs = append(objs, directService())
+	for i := range 600 {
+		objs = append(objs, readyPod(fmt.Sprintf("p%d", i), fmt.Sprintf("10.1.%d.%d", i/250, i%250)))
+	}
+	f := newFixture(t, clb, objs...)
+	f.mustSync()
+	// 600 Pods x 2 ports = 1200 backends: the fewest calls of at most 500.
+	f.expectActions("DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener",
+		"BatchRegisterTargets:500", "BatchRegisterTargets:500", "BatchRegisterTargets:200")
+}
+
+func TestDeletedServiceReleasesEverything(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+
+	f.updateService(func(s *v1.Service) { now := metav1.Now(); s.DeletionTimestamp = &now })
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DeleteLoadBalancer")
+	if got := f.cloud.Snapshot().LoadBalancers; len(got) != 0 {
+		t.Errorf("CLBs left after the Service was deleted: %+v", got)
+	}
+	if svc := f.service(); slices.Contains(svc.Finalizers, Finalizer) {
+		t.Errorf("finalizer still there: %v", svc.Finalizers)
+	}
+	f.expectEvent("Normal DeletedLoadBalancer")
+	if lbs, _ := f.cloud.DescribeLoadBalancers(f.ctx, cloud.LoadBalancerQuery{IDs: []string{lbID}}); len(lbs) != 0 {
+		t.Errorf("CLB %s still exists", lbID)
+	}
+}
+
+func TestTurningDirectAccessOffOrChangingTypeCleansUp(t *testing.T) {
+	for name, mutate := range map[string]func(*v1.Service){
+		"annotation false": func(s *v1.Service) { s.Annotations[AnnotationDirectAccess] = "false" },
+		"type ClusterIP":   func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeClusterIP },
+		"other class":      func(s *v1.Service) { class := "other"; s.Spec.LoadBalancerClass = &class },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+			f.mustSync()
+			f.updateService(mutate)
+			f.mustSync()
+			f.expectActions("DescribeLoadBalancers", "DeleteLoadBalancer")
+			svc := f.service()
+			if slices.Contains(svc.Finalizers, Finalizer) || svc.Annotations[AnnotationLoadBalancerID] != "" || len(svc.Status.LoadBalancer.Ingress) != 0 {
+				t.Errorf("Service not released: finalizers %v annotations %v ingress %v", svc.Finalizers, svc.Annotations, svc.Status.LoadBalancer.Ingress)
+			}
+			// Released means forgotten: nothing more happens.
+			f.mustSync()
+			f.expectActions()
+		})
+	}
+}
+
+func TestLoadBalancerNotOursIsNeverDeletedAndForeignListenersAreLeftAlone(t *testing.T) {
+	clb := fake.New()
+	foreign := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "someone-else", Tags: map[string]string{"team": "other"}})
+	clb.AddListener(foreign.ID, cloud.ListenerSpec{Name: "theirs", Protocol: cloud.ProtocolTCP, Port: 80})
+	clb.AddListener(foreign.ID, cloud.ListenerSpec{Name: "theirs-too", Protocol: cloud.ProtocolTCP, Port: 443})
+	svc := directService(func(s *v1.Service) { s.Annotations[AnnotationLoadBalancerID] = foreign.ID })
+	f := newFixture(t, clb, svc, readyPod("a", "10.0.0.1"))
+	f.mustSync()
+
+	// TCP 80 is taken by their listener: only UDP 53 is ours to create.
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets", "CreateListener", "BatchRegisterTargets:1")
+	f.expectEvent("Warning ListenerConflict")
+	if got, want := f.backends(foreign.ID), []string{"53/UDP 10.0.0.1:5353 w10"}; !slices.Equal(got, want) {
+		t.Errorf("backends: got %q, want %q (nothing on their listener)", got, want)
+	}
+
+	f.updateService(func(s *v1.Service) { now := metav1.Now(); s.DeletionTimestamp = &now })
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DeleteListener")
+	state := f.cloud.Snapshot()
+	if len(state.LoadBalancers) != 1 || len(state.LoadBalancers[0].Listeners) != 2 {
+		t.Fatalf("their CLB and its two listeners must remain: %+v", state.LoadBalancers)
+	}
+	for _, l := range state.LoadBalancers[0].Listeners {
+		if l.Name != "theirs" && l.Name != "theirs-too" {
+			t.Errorf("unexpected listener left: %+v", l)
+		}
+	}
+}
+
+func TestInvalidAnnotationLeavesTheLoadBalancerAndDoesNotRepeat(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+	before := f.backends(lbID)
+	f.events()
+
+	f.updateService(func(s *v1.Service) { s.Annotations[AnnotationDirectAccess] = "yes" })
+	f.deletePod("a") // would deregister, were the Service valid
+	if err := f.sync(); err != nil {
+		t.Fatalf("an invalid annotation must not be retried as an error: %v", err)
+	}
+	f.expectActions()
+	f.expectEvent("Warning InvalidConfiguration")
+	if got := f.backends(lbID); !slices.Equal(got, before) {
+		t.Errorf("CLB changed: got %q, want %q", got, before)
+	}
+	f.mustSync()
+	if evs := f.events(); len(evs) != 0 {
+		t.Errorf("the same problem was evented again: %q", evs)
+	}
+}
+
+func TestCLBDeletedBehindOurBackIsRecreated(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	old := f.loadBalancerID()
+	if err := f.cloud.DeleteLoadBalancer(f.ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	f.ctrl.onServiceUpdate(f.service(), f.service()) // the periodic resync notices
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2")
+	if now := f.loadBalancerID(); now == old || now == "" {
+		t.Errorf("annotation %q, want a new CLB instead of %q", now, old)
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	tests := []struct {
+		name         string
+		code         string
+		wantRequeues int
+		wantSlow     bool
+	}{
+		{"throttled", cloud.CodeRequestLimitExceeded, 1, false},
+		{"busy", cloud.CodeResourceInOperating, 1, false},
+		{"forbidden", cloud.CodeUnauthorized, 0, true},
+		{"quota", cloud.CodeLimitExceeded, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+			f.cloud.FailNext("CreateLoadBalancer", 1, cloud.NewError("CreateLoadBalancer", tc.code, "injected", "req-1"))
+			f.ctrl.queue.Add(testKey)
+			if !f.ctrl.processNextWorkItem(f.ctx) {
+				t.Fatal("queue shut down")
+			}
+			if got := f.ctrl.queue.NumRequeues(testKey); got != tc.wantRequeues {
+				t.Errorf("requeues %d, want %d", got, tc.wantRequeues)
+			}
+			f.expectEvent("Warning SyncLoadBalancerFailed")
+			if tc.wantSlow {
+				if f.ctrl.queue.Len() != 0 {
+					t.Errorf("a terminal error was retried at once")
+				}
+				f.clock.Step(time.Minute)
+				if err := waitFor(func() bool { return f.ctrl.queue.Len() == 1 }); err != nil {
+					t.Errorf("not retried after the terminal retry delay: %v", err)
+				}
+			}
+			// The next attempt succeeds and resets the backoff.
+			f.ctrl.queue.Add(testKey)
+			for f.ctrl.queue.Len() > 0 {
+				f.ctrl.processNextWorkItem(f.ctx)
+			}
+			if got := f.ctrl.queue.NumRequeues(testKey); got != 0 {
+				t.Errorf("requeues after success %d, want 0", got)
+			}
+		})
+	}
+}
+
+func TestPartialFailureKeepsOldBackendsOfTheFailedListener(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+	var tcpListener string
+	for _, l := range f.cloud.Snapshot().LoadBalancers[0].Listeners {
+		if l.Protocol == cloud.ProtocolTCP {
+			tcpListener = l.ID
+		}
+	}
+	// Pod a is replaced by b; registering b on the TCP listener fails.
+	f.deletePod("a")
+	f.addPods(readyPod("b", "10.0.0.2"))
+	f.cloud.FailNext("BatchRegisterTargets", 1, &cloud.PartialFailure{Action: "BatchRegisterTargets", FailedListenerIDs: []string{tcpListener}})
+	if err := f.sync(); err == nil {
+		t.Fatal("a partial failure must be an error, so the Service is retried")
+	}
+	// Only the UDP listener loses Pod a; TCP keeps it until b is there.
+	var deregistered int
+	for _, c := range f.cloud.Calls() {
+		if c.Action == "BatchDeregisterTargets" {
+			deregistered += c.Backends
+		}
+	}
+	if deregistered != 1 {
+		t.Errorf("deregistered %d backends, want 1 (UDP only)", deregistered)
+	}
+	if got := f.backends(lbID); !slices.Contains(got, "80/TCP 10.0.0.1:8080 w10") {
+		t.Errorf("TCP listener lost its only backend: %q", got)
+	}
+	// The retry re-reads the CLB and finishes the job.
+	f.mustSync()
+	want := []string{"53/UDP 10.0.0.2:5353 w10", "80/TCP 10.0.0.2:8080 w10"}
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("after retry: got %q, want %q", got, want)
+	}
+}
+
+func TestPodEventsQueueOnlyTheServicesSelectingThePod(t *testing.T) {
+	other := directService(func(s *v1.Service) {
+		s.Name = "other"
+		s.UID = "uid-other"
+		s.Spec.Selector = map[string]string{"app": "other"}
+	})
+	multi := directService(func(s *v1.Service) {
+		s.Name = "multi"
+		s.UID = "uid-multi"
+		s.Spec.Selector = map[string]string{"app": "web", "tier": "front"}
+	})
+	f := newFixture(t, nil, directService(), other, multi)
+	f.ctrl.enqueuePodServices(readyPod("a", "10.0.0.1"))
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Errorf("queued %q, want only %q", got, testKey)
+	}
+	f.ctrl.enqueuePodServices(readyPod("b", "10.0.0.2", func(p *v1.Pod) { p.Labels["tier"] = "front" }))
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{"ns/multi", testKey}) {
+		t.Errorf("queued %q, want ns/multi and %s", got, testKey)
+	}
+
+	// A status change that cannot change any backend queues nothing.
+	a := readyPod("a", "10.0.0.1")
+	b := a.DeepCopy()
+	b.Status.Conditions = append(b.Status.Conditions, v1.PodCondition{Type: "Other", Status: v1.ConditionTrue})
+	f.ctrl.onPodUpdate(a, b)
+	if got := drainQueue(f.ctrl); len(got) != 0 {
+		t.Errorf("irrelevant Pod update queued %q", got)
+	}
+	c := b.DeepCopy()
+	notReady(c)
+	f.ctrl.onPodUpdate(b, c)
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Errorf("readiness change queued %q, want %q", got, testKey)
+	}
+}
+
+func drainQueue(c *Controller) []string {
+	var keys []string
+	for c.queue.Len() > 0 {
+		k, _ := c.queue.Get()
+		c.queue.Done(k)
+		c.queue.Forget(k)
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestRunStopsTakingWorkAndFinishesInFlightSyncs(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))
+	f.cloud.SetLatency("CreateLoadBalancer", 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(f.ctx)
+	f.factory.Start(ctx.Done())
+	done := make(chan error)
+	go func() { done <- f.ctrl.Run(ctx, 2) }()
+	if err := waitFor(func() bool { return f.cloud.CountCalls("CreateLoadBalancer") == 1 }); err != nil {
+		t.Fatalf("sync did not start: %v", err)
+	}
+	cancel() // while CreateLoadBalancer is in flight
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	// The in-flight sync was allowed to finish its CLB and listeners.
+	if n := f.cloud.CountCalls("CreateListener"); n != 2 {
+		t.Errorf("in-flight sync was cut short: %d listeners created, want 2", n)
+	}
+	f.factory.Shutdown()
+}
+
+func waitFor(cond func() bool) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("condition not met in 5s")
+}

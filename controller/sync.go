@@ -1,0 +1,571 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"clb-direct/cloud"
+)
+
+// Event reasons, for users to filter on.
+const (
+	ReasonInvalidConfig    = "InvalidConfiguration"
+	ReasonBackendProblem   = "BackendNotRegistrable"
+	ReasonListenerConflict = "ListenerConflict"
+	ReasonCreatedCLB       = "CreatedLoadBalancer"
+	ReasonSyncedCLB        = "SyncedLoadBalancer"
+	ReasonDeletedCLB       = "DeletedLoadBalancer"
+	ReasonSyncFailed       = "SyncLoadBalancerFailed"
+	ReasonCleanupFailed    = "CleanupLoadBalancerFailed"
+	actionSync             = "Sync"
+	actionCleanup          = "Cleanup"
+	maxCLBNameLength       = 60
+	clientTokenPrefix      = "clbdirect-"
+	loadBalancerNamePrefix = "clbdirect"
+)
+
+// observedCache remembers each Service's CLB as last read or written, so a
+// sync where nothing changed makes no cloud call at all. An entry is dropped
+// after any failed write (the CLB may be in any state) and re-read on the
+// periodic resync (someone may have changed the CLB behind our back).
+type observedCache struct {
+	mu      sync.Mutex
+	entries map[string]observedEntry
+}
+
+// observedEntry remembers which Service the state belongs to: a Service
+// deleted and created again under the same name is another Service.
+type observedEntry struct {
+	serviceUID types.UID
+	state      *ObservedState
+}
+
+func (o *observedCache) get(key string, serviceUID types.UID) *ObservedState {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e, ok := o.entries[key]; ok && e.serviceUID == serviceUID {
+		return e.state
+	}
+	return nil
+}
+
+func (o *observedCache) set(key string, serviceUID types.UID, s *ObservedState) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.entries[key] = observedEntry{serviceUID: serviceUID, state: s}
+}
+
+func (o *observedCache) forget(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.entries, key)
+}
+
+func (c *Controller) syncService(ctx context.Context, key string) error {
+	start := c.opts.Clock.Now()
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "service", key)
+	ctx = klog.NewContext(ctx, logger)
+	defer func() {
+		logger.V(4).Info("Finished syncing service", "duration", c.opts.Clock.Since(start))
+	}()
+
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		// A malformed key can never succeed; dropping it is all we can do.
+		logger.Error(err, "Dropping malformed queue key")
+		return nil
+	}
+	svc, err := c.serviceLister.Services(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.observed.forget(key)
+		c.reported.Delete(key)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("getting Service %s from the cache: %w", key, err)
+	}
+
+	if !c.handlesClass(svc) || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
+		return c.cleanupIfOurs(ctx, key, svc)
+	}
+	cfg, err := parseServiceConfig(svc)
+	if err != nil {
+		// Whatever the user meant, guessing could drop traffic: leave the
+		// CLB exactly as it is until the annotations are fixed. The fix is
+		// a Service update, which queues the Service again.
+		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonInvalidConfig, err.Error()+"; the load balancer is left unchanged")
+		logger.Info("Invalid Service configuration; leaving the load balancer unchanged", "err", err)
+		return nil
+	}
+	if !cfg.DirectAccess {
+		return c.cleanupIfOurs(ctx, key, svc)
+	}
+	err = c.ensure(ctx, key, svc, cfg)
+	if err != nil {
+		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s (%s error, will retry)", err, cloud.KindOf(err))
+	}
+	return err
+}
+
+func (c *Controller) handlesClass(svc *v1.Service) bool {
+	if svc.Spec.LoadBalancerClass == nil {
+		return c.opts.LoadBalancerClass == ""
+	}
+	return *svc.Spec.LoadBalancerClass == c.opts.LoadBalancerClass
+}
+
+// ensure makes the Service's CLB match its Pods.
+func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig) error {
+	logger := klog.FromContext(ctx)
+	svc, err := c.addFinalizer(ctx, svc)
+	if err != nil {
+		return err
+	}
+	pods, err := c.selectedPods(svc)
+	if err != nil {
+		return err
+	}
+	desired := buildDesiredState(svc, cfg, pods)
+	if len(desired.Problems) > 0 {
+		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonBackendProblem, strings.Join(desired.Problems, "; "))
+	} else {
+		c.reported.Delete(key)
+	}
+
+	observed, err := c.observe(ctx, key, svc)
+	if err != nil {
+		return err
+	}
+	// Record the CLB on the Service before changing anything on it, so the
+	// CLB is found again (and cleaned up) whatever happens next.
+	if svc, err = c.setLoadBalancerAnnotation(ctx, svc, observed.LoadBalancer.ID); err != nil {
+		return err
+	}
+
+	plan := planChanges(svc.UID, desired, *observed)
+	if len(plan.Conflicts) > 0 {
+		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonListenerConflict, actionSync,
+			"CLB %s already has listeners on %s that this Service did not create; those ports are left alone",
+			observed.LoadBalancer.ID, listenerKeys(plan.Conflicts))
+	}
+	if !plan.Empty() {
+		logger.V(2).Info("Applying plan", "loadBalancer", observed.LoadBalancer.ID,
+			"createListeners", len(plan.CreateListeners), "register", len(plan.Register),
+			"modifyWeight", len(plan.ModifyWeight), "deregister", len(plan.Deregister), "deleteListeners", len(plan.DeleteListeners))
+		if err := c.apply(ctx, observed, plan); err != nil {
+			c.observed.forget(key)
+			return err
+		}
+		c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonSyncedCLB, actionSync,
+			"CLB %s: %d listeners created, %d backends registered, %d re-weighted, %d deregistered, %d listeners deleted",
+			observed.LoadBalancer.ID, len(plan.CreateListeners), len(plan.Register), len(plan.ModifyWeight), len(plan.Deregister), len(plan.DeleteListeners))
+	}
+	c.observed.set(key, svc.UID, observed)
+	return c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs)
+}
+
+// selectedPods lists the Pods the Service's selector matches. A Service
+// without a selector selects nothing: its endpoints are managed by hand, and
+// direct access has no Pods to register.
+func (c *Controller) selectedPods(svc *v1.Service) ([]*v1.Pod, error) {
+	if len(svc.Spec.Selector) == 0 {
+		return nil, nil
+	}
+	pods, err := c.podLister.Pods(svc.Namespace).List(labels.SelectorFromValidatedSet(svc.Spec.Selector))
+	if err != nil {
+		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return pods, nil
+}
+
+// observe returns the Service's CLB with its listeners and backends, from
+// the cache when it is trustworthy, otherwise from the cloud, creating the
+// CLB if there is none.
+func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service) (*ObservedState, error) {
+	_, resync := c.resyncDue.LoadAndDelete(key)
+	cached := c.observed.get(key, svc.UID)
+	recordedID := svc.Annotations[AnnotationLoadBalancerID]
+	if cached != nil && !resync && (recordedID == "" || recordedID == cached.LoadBalancer.ID) {
+		return cached, nil
+	}
+	c.observed.forget(key)
+	lb, found, err := c.findLoadBalancer(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		lb, err = c.createLoadBalancer(ctx, svc)
+		if err != nil {
+			return nil, err
+		}
+		return &ObservedState{LoadBalancer: lb, Backends: map[string][]cloud.Backend{}}, nil
+	}
+	listeners, err := c.cloud.DescribeListeners(ctx, lb.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the listeners of CLB %s: %w", lb.ID, err)
+	}
+	backends, err := c.cloud.DescribeBackends(ctx, lb.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the backends of CLB %s: %w", lb.ID, err)
+	}
+	return &ObservedState{LoadBalancer: lb, Listeners: listeners, Backends: backends}, nil
+}
+
+// findLoadBalancer finds the Service's CLB by the ID it recorded, or else by
+// our ownership tags (a CLB created before its ID could be recorded).
+func (c *Controller) findLoadBalancer(ctx context.Context, svc *v1.Service) (cloud.LoadBalancer, bool, error) {
+	if id := svc.Annotations[AnnotationLoadBalancerID]; id != "" {
+		lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{id}})
+		if err != nil && !cloud.IsNotFound(err) {
+			return cloud.LoadBalancer{}, false, fmt.Errorf("looking up CLB %s: %w", id, err)
+		}
+		if len(lbs) > 0 {
+			return lbs[0], true, nil
+		}
+		klog.FromContext(ctx).Info("The Service's CLB is gone; looking for another one of ours, or creating one", "loadBalancer", id)
+	}
+	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{Tags: c.ownershipTags(svc)})
+	if err != nil {
+		return cloud.LoadBalancer{}, false, fmt.Errorf("looking up the CLB of Service %s/%s by tags: %w", svc.Namespace, svc.Name, err)
+	}
+	if len(lbs) == 0 {
+		return cloud.LoadBalancer{}, false, nil
+	}
+	if len(lbs) > 1 {
+		klog.FromContext(ctx).Info("Several CLBs carry this Service's ownership tags; using the first", "loadBalancers", len(lbs), "using", lbs[0].ID)
+	}
+	return lbs[0], true, nil
+}
+
+func (c *Controller) ownershipTags(svc *v1.Service) map[string]string {
+	return map[string]string{
+		cloud.TagCreatedBy:   cloud.CreatedByValue,
+		cloud.TagClusterID:   c.opts.ClusterID,
+		cloud.TagServiceUUID: string(svc.UID),
+	}
+}
+
+func (c *Controller) createLoadBalancer(ctx context.Context, svc *v1.Service) (cloud.LoadBalancer, error) {
+	spec := cloud.LoadBalancerSpec{
+		Name:        loadBalancerName(c.opts.ClusterID, svc),
+		Tags:        c.ownershipTags(svc),
+		ClientToken: clientToken(svc),
+	}
+	lb, err := c.cloud.CreateLoadBalancer(ctx, spec)
+	if err != nil {
+		return cloud.LoadBalancer{}, fmt.Errorf("creating a CLB for Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	klog.FromContext(ctx).Info("Created CLB", "loadBalancer", lb.ID, "vips", lb.VIPs)
+	c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonCreatedCLB, actionSync, "Created CLB %s", lb.ID)
+	return lb, nil
+}
+
+// loadBalancerName names a CLB after its cluster and Service so people can
+// tell whose it is in the console.
+func loadBalancerName(clusterID string, svc *v1.Service) string {
+	name := fmt.Sprintf("%s_%s_%s_%s", loadBalancerNamePrefix, clusterID, svc.Namespace, svc.Name)
+	if len(name) > maxCLBNameLength {
+		name = name[:maxCLBNameLength]
+	}
+	return name
+}
+
+// clientToken makes a retried CreateLoadBalancer (after a timeout, or a
+// crash before the ID was recorded) return the CLB the first attempt
+// created. It depends on the CLB the Service had before, so that a CLB
+// deleted behind our back is replaced by a new one, not "found" again.
+func clientToken(svc *v1.Service) string {
+	sum := sha256.Sum256([]byte(string(svc.UID) + "/" + svc.Annotations[AnnotationLoadBalancerID]))
+	return clientTokenPrefix + hex.EncodeToString(sum[:16])
+}
+
+// apply carries out the plan, updating observed as each write succeeds. A
+// listener whose new backends failed to register keeps its old ones: never
+// leave a port with fewer serving backends because of an error.
+func (c *Controller) apply(ctx context.Context, observed *ObservedState, plan Plan) error {
+	lbID := observed.LoadBalancer.ID
+	var errs []error
+	ids := make(map[ListenerKey]string, len(observed.Listeners)+len(plan.CreateListeners))
+	for _, l := range observed.Listeners {
+		ids[ListenerKey{Protocol: l.Protocol, Port: l.Port}] = l.ID
+	}
+	failed := map[ListenerKey]bool{}
+
+	for _, spec := range plan.CreateListeners {
+		key := ListenerKey{Protocol: spec.Protocol, Port: spec.Port}
+		l, err := c.cloud.CreateListener(ctx, lbID, spec)
+		if err != nil {
+			failed[key] = true
+			errs = append(errs, fmt.Errorf("creating listener %s on CLB %s: %w", key, lbID, err))
+			continue
+		}
+		observed.Listeners = append(observed.Listeners, l)
+		ids[key] = l.ID
+	}
+
+	for _, step := range []struct {
+		changes []BackendChange
+		op      backendOp
+	}{
+		{plan.Register, backendOp{verb: "registering", call: c.cloud.RegisterBackends}},
+		{plan.ModifyWeight, backendOp{verb: "re-weighting", call: c.cloud.ModifyBackendWeights}},
+		{plan.Deregister, backendOp{verb: "deregistering", call: c.cloud.DeregisterBackends, removes: true}},
+	} {
+		errs = append(errs, c.applyBackendChanges(ctx, observed, ids, failed, step.changes, step.op)...)
+	}
+
+	for _, l := range plan.DeleteListeners {
+		if err := c.cloud.DeleteListener(ctx, lbID, l.ID); err != nil && !cloud.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting listener %s (%s:%d) of CLB %s: %w", l.ID, l.Protocol, l.Port, lbID, err))
+			continue
+		}
+		observed.Listeners = slices.DeleteFunc(observed.Listeners, func(o cloud.Listener) bool { return o.ID == l.ID })
+		delete(observed.Backends, l.ID)
+	}
+	return errors.Join(errs...)
+}
+
+// backendOp is one of the three batch calls on backends.
+type backendOp struct {
+	verb    string
+	call    func(ctx context.Context, loadBalancerID string, backends []cloud.ListenerBackend) error
+	removes bool
+}
+
+// applyBackendChanges sends changes in batches of the API's maximum size,
+// across listeners, skipping listeners that already failed in this round
+// (deregistering from a listener whose new backends did not register could
+// leave it with none). Failed listeners are added to failed.
+func (c *Controller) applyBackendChanges(ctx context.Context, observed *ObservedState, ids map[ListenerKey]string,
+	failed map[ListenerKey]bool, changes []BackendChange, op backendOp) []error {
+	lbID := observed.LoadBalancer.ID
+	keyOf := map[string]ListenerKey{}
+	var todo []cloud.ListenerBackend
+	for _, ch := range changes {
+		id, ok := ids[ch.Listener]
+		if !ok || failed[ch.Listener] {
+			continue
+		}
+		keyOf[id] = ch.Listener
+		todo = append(todo, cloud.ListenerBackend{ListenerID: id, Backend: ch.Backend})
+	}
+	var errs []error
+	for _, batch := range cloud.Batches(todo, cloud.MaxBackendsPerBatch) {
+		err := op.call(ctx, lbID, batch)
+		var partial *cloud.PartialFailure
+		switch {
+		case err == nil:
+		case errors.As(err, &partial):
+			for _, id := range partial.FailedListenerIDs {
+				failed[keyOf[id]] = true
+			}
+			errs = append(errs, fmt.Errorf("%s backends on CLB %s: %w", op.verb, lbID, err))
+		default:
+			for _, lb := range batch {
+				failed[keyOf[lb.ListenerID]] = true
+			}
+			errs = append(errs, fmt.Errorf("%s %d backends on CLB %s: %w", op.verb, len(batch), lbID, err))
+			continue
+		}
+		for _, lb := range batch {
+			if partial != nil && partial.Failed(lb.ListenerID) {
+				continue
+			}
+			observed.Backends[lb.ListenerID] = applyToBackends(observed.Backends[lb.ListenerID], lb.Backend, op.removes)
+		}
+	}
+	return errs
+}
+
+// applyToBackends records one successful change in the observed backends.
+func applyToBackends(current []cloud.Backend, b cloud.Backend, removes bool) []cloud.Backend {
+	current = slices.DeleteFunc(current, func(o cloud.Backend) bool { return o.Key() == b.Key() })
+	if !removes {
+		current = append(current, b)
+	}
+	return current
+}
+
+// cleanupIfOurs removes what the controller made for a Service that no
+// longer wants a direct-access CLB (deleted, another type or class, or the
+// annotation turned off), then releases the Service. A Service without our
+// finalizer was never ours.
+func (c *Controller) cleanupIfOurs(ctx context.Context, key string, svc *v1.Service) error {
+	if !slices.Contains(svc.Finalizers, Finalizer) {
+		return nil
+	}
+	err := c.cleanup(ctx, key, svc)
+	if err != nil {
+		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonCleanupFailed, actionCleanup, "%s (%s error, will retry)", err, cloud.KindOf(err))
+	}
+	return err
+}
+
+func (c *Controller) cleanup(ctx context.Context, key string, svc *v1.Service) error {
+	logger := klog.FromContext(ctx)
+	lb, found, err := c.findLoadBalancer(ctx, svc)
+	if err != nil {
+		return err
+	}
+	if found {
+		if lb.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
+			// Deleting the CLB removes its listeners and backends with it.
+			if err := c.cloud.DeleteLoadBalancer(ctx, lb.ID); err != nil && !cloud.IsNotFound(err) {
+				return fmt.Errorf("deleting CLB %s: %w", lb.ID, err)
+			}
+			logger.Info("Deleted CLB", "loadBalancer", lb.ID)
+			c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonDeletedCLB, actionCleanup, "Deleted CLB %s", lb.ID)
+		} else if err := c.deleteOwnListeners(ctx, svc, lb.ID); err != nil {
+			return err
+		}
+	}
+	c.observed.forget(key)
+	c.reported.Delete(key)
+	if svc.DeletionTimestamp == nil {
+		if svc, err = c.setLoadBalancerAnnotation(ctx, svc, ""); err != nil {
+			return err
+		}
+		if err = c.patchIngress(ctx, svc, nil); err != nil {
+			return err
+		}
+	}
+	return c.removeFinalizer(ctx, svc)
+}
+
+// deleteOwnListeners removes the Service's listeners from a CLB that is not
+// ours to delete, leaving every other listener as it is.
+func (c *Controller) deleteOwnListeners(ctx context.Context, svc *v1.Service, lbID string) error {
+	listeners, err := c.cloud.DescribeListeners(ctx, lbID)
+	if cloud.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the listeners of CLB %s: %w", lbID, err)
+	}
+	for _, l := range listeners {
+		if !ownsListener(svc.UID, l) {
+			continue
+		}
+		if err := c.cloud.DeleteListener(ctx, lbID, l.ID); err != nil && !cloud.IsNotFound(err) {
+			return fmt.Errorf("deleting listener %s of CLB %s: %w", l.ID, lbID, err)
+		}
+		klog.FromContext(ctx).Info("Deleted listener", "loadBalancer", lbID, "listener", l.ID, "port", l.Port)
+	}
+	return nil
+}
+
+// reportOnce records an event unless the same message was the last one
+// recorded for the Service, so a standing problem is not repeated on every
+// sync.
+func (c *Controller) reportOnce(key string, svc *v1.Service, eventType, reason, message string) {
+	if last, ok := c.reported.Load(key); ok && last == reason+message {
+		return
+	}
+	c.reported.Store(key, reason+message)
+	c.recorder.Eventf(svc, nil, eventType, reason, actionSync, "%s", message)
+}
+
+func listenerKeys(keys []ListenerKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// addFinalizer makes sure the Service cannot disappear before its cloud
+// resources are cleaned up; it runs before anything is created in the cloud.
+func (c *Controller) addFinalizer(ctx context.Context, svc *v1.Service) (*v1.Service, error) {
+	if slices.Contains(svc.Finalizers, Finalizer) {
+		return svc, nil
+	}
+	return c.patchFinalizers(ctx, svc, append(slices.Clone(svc.Finalizers), Finalizer))
+}
+
+func (c *Controller) removeFinalizer(ctx context.Context, svc *v1.Service) error {
+	if !slices.Contains(svc.Finalizers, Finalizer) {
+		return nil
+	}
+	_, err := c.patchFinalizers(ctx, svc, slices.DeleteFunc(slices.Clone(svc.Finalizers), func(f string) bool { return f == Finalizer }))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// patchFinalizers replaces the finalizer list, guarded by the resource
+// version we computed it from: another writer's change makes the patch fail
+// with a conflict and the Service is synced again, rather than lost.
+func (c *Controller) patchFinalizers(ctx context.Context, svc *v1.Service, finalizers []string) (*v1.Service, error) {
+	patch := map[string]any{"metadata": map[string]any{"finalizers": finalizers, "resourceVersion": svc.ResourceVersion}}
+	return c.patchService(ctx, svc, patch, "")
+}
+
+// setLoadBalancerAnnotation records the CLB in use; an empty ID removes the
+// annotation.
+func (c *Controller) setLoadBalancerAnnotation(ctx context.Context, svc *v1.Service, lbID string) (*v1.Service, error) {
+	current, has := svc.Annotations[AnnotationLoadBalancerID]
+	if current == lbID && (has || lbID == "") {
+		return svc, nil
+	}
+	var value any = lbID
+	if lbID == "" {
+		value = nil
+	}
+	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationLoadBalancerID: value}}}
+	return c.patchService(ctx, svc, patch, "")
+}
+
+// patchIngress publishes the CLB's VIPs in the Service status, only when
+// they differ from what is there.
+func (c *Controller) patchIngress(ctx context.Context, svc *v1.Service, vips []string) error {
+	ingress := make([]v1.LoadBalancerIngress, 0, len(vips))
+	for _, vip := range vips {
+		ingress = append(ingress, v1.LoadBalancerIngress{IP: vip})
+	}
+	if ingressEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+		return nil
+	}
+	patch := map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingress}}}
+	_, err := c.patchService(ctx, svc, patch, "status")
+	return err
+}
+
+func ingressEqual(a, b []v1.LoadBalancerIngress) bool {
+	return slices.EqualFunc(a, b, func(x, y v1.LoadBalancerIngress) bool { return x.IP == y.IP && x.Hostname == y.Hostname })
+}
+
+func (c *Controller) patchService(ctx context.Context, svc *v1.Service, patch map[string]any, subresource string) (*v1.Service, error) {
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a patch of Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	var subresources []string
+	if subresource != "" {
+		subresources = []string{subresource}
+	}
+	updated, err := c.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, data, metav1.PatchOptions{}, subresources...)
+	if err != nil {
+		what := "metadata"
+		if subresource != "" {
+			what = subresource
+		}
+		return nil, fmt.Errorf("patching the %s of Service %s/%s: %w", what, svc.Namespace, svc.Name, err)
+	}
+	return updated, nil
+}

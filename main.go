@@ -1,0 +1,297 @@
+// Command clb-direct registers the Pods of direct-access LoadBalancer
+// Services as backends of Tencent Cloud CLBs. This file only wires flags,
+// clients, informers, leader election and the controller together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+
+	"clb-direct/cloud"
+	"clb-direct/cloud/fake"
+	"clb-direct/controller"
+)
+
+type options struct {
+	kubeconfig, master       string
+	kubeAPIQPS               float64
+	kubeAPIBurst             int
+	workers                  int
+	resyncPeriod             time.Duration
+	clusterID, region        string
+	cloudProvider            string
+	loadBalancerClass        string
+	healthProbeAddr          string
+	leaderElect              bool
+	leaseDuration            time.Duration
+	renewDeadline            time.Duration
+	retryPeriod              time.Duration
+	leaderElectionNamespace  string
+	leaderElectionName       string
+	shutdownGracePeriod      time.Duration
+	terminalErrorRetryPeriod time.Duration
+}
+
+func main() {
+	klog.InitFlags(nil)
+	var o options
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig, to run outside the cluster. Neither this nor --master: in-cluster service account.")
+	flag.StringVar(&o.master, "master", "", "Address of the Kubernetes API server; overrides the kubeconfig's.")
+	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API.")
+	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
+	flag.IntVar(&o.workers, "workers", 4, "Services synced in parallel.")
+	flag.DurationVar(&o.resyncPeriod, "resync-period", 5*time.Minute, "How often every Service's CLB is read again, to repair changes made outside the controller.")
+	flag.StringVar(&o.clusterID, "cluster-id", "", "The cluster's ID (e.g. cls-xxxxxxxx); it goes into the ownership tags of every CLB created. Required.")
+	flag.StringVar(&o.region, "region", "", "Tencent Cloud region of the CLBs (e.g. ap-guangzhou).")
+	flag.StringVar(&o.cloudProvider, "cloud", "tencent", "CLB implementation: tencent (the real API) or fake (in memory, for trying the controller out).")
+	flag.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "Handle Services of this spec.loadBalancerClass; empty handles Services without a class, as TKE's controller does.")
+	flag.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "Address serving /healthz and /readyz; empty disables them.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader with a Lease so only one replica acts.")
+	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits after the last renewal before taking over.")
+	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before giving up leadership.")
+	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often to try to acquire or renew the lease.")
+	flag.StringVar(&o.leaderElectionNamespace, "leader-elect-resource-namespace", "", "Namespace of the Lease; defaults to the Pod's namespace in-cluster, else kube-system.")
+	flag.StringVar(&o.leaderElectionName, "leader-elect-resource-name", "clb-direct", "Name of the Lease.")
+	flag.DurationVar(&o.shutdownGracePeriod, "shutdown-grace-period", 20*time.Second, "On SIGTERM, how long in-flight syncs may run before they are cancelled.")
+	flag.DurationVar(&o.terminalErrorRetryPeriod, "terminal-error-retry-period", 5*time.Minute, "How long a Service waits after an error only a person can fix (permissions, quota) before it is tried again.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger := klog.FromContext(ctx)
+	if err := run(ctx, o); err != nil {
+		logger.Error(err, "clb-direct failed")
+		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	}
+	klog.Flush()
+}
+
+func run(ctx context.Context, o options) error {
+	if o.clusterID == "" {
+		return errors.New("--cluster-id is required: it marks the CLBs this controller creates as its own")
+	}
+	config, err := restConfig(o)
+	if err != nil {
+		return err
+	}
+	config.QPS, config.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
+	config.UserAgent = "clb-direct"
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	clb, err := newCloud(o)
+	if err != nil {
+		return err
+	}
+
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	defer broadcaster.Shutdown()
+	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+		return fmt.Errorf("starting the event recorder: %w", err)
+	}
+	recorder := broadcaster.NewRecorder(scheme.Scheme, "clb-direct")
+	ctrl, err := controller.New(ctx, client, clb, recorder, factory.Core().V1().Services(), factory.Core().V1().Pods(), controller.Options{
+		ClusterID:           o.clusterID,
+		LoadBalancerClass:   o.loadBalancerClass,
+		ResyncPeriod:        o.resyncPeriod,
+		TerminalRetryDelay:  o.terminalErrorRetryPeriod,
+		ShutdownGracePeriod: o.shutdownGracePeriod,
+	})
+	if err != nil {
+		return err
+	}
+	// Informers start before the election so a standby has warm caches and
+	// takes over within one lease duration.
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+
+	var synced atomic.Bool
+	go func() {
+		all := true
+		for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
+			all = all && ok
+		}
+		synced.Store(all)
+	}()
+	watchdog := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+	if o.healthProbeAddr != "" {
+		if err := serveProbes(ctx, o.healthProbeAddr, watchdog, &synced); err != nil {
+			return err
+		}
+	}
+
+	if !o.leaderElect {
+		return ctrl.Run(ctx, o.workers)
+	}
+	return runWithLeaderElection(ctx, o, client, watchdog, func(ctx context.Context) error { return ctrl.Run(ctx, o.workers) })
+}
+
+func restConfig(o options) (*rest.Config, error) {
+	if o.kubeconfig == "" && o.master == "" {
+		config, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig or --master given, and not running in a cluster: %w", err)
+		}
+		return config, nil
+	}
+	config, err := clientcmd.BuildConfigFromFlags(o.master, o.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", o.kubeconfig, err)
+	}
+	return config, nil
+}
+
+func newCloud(o options) (cloud.Interface, error) {
+	switch o.cloudProvider {
+	case "fake":
+		return fake.New(), nil
+	case "tencent":
+		return nil, errors.New("--cloud=tencent is not available yet; use --cloud=fake")
+	}
+	return nil, fmt.Errorf("--cloud=%q: want tencent or fake", o.cloudProvider)
+}
+
+// dropManagedFields keeps the informer caches lean: the controller never
+// reads managed fields, and on Pods they are a large share of the bytes.
+func dropManagedFields(obj any) (any, error) {
+	if accessor, err := meta.Accessor(obj); err == nil {
+		accessor.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// serveProbes serves /healthz (the process is alive and, when leading,
+// renewing its lease) and /readyz (the caches are synced).
+func serveProbes(ctx context.Context, addr string, watchdog *leaderelection.HealthzAdaptor, synced *atomic.Bool) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := watchdog.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !synced.Load() {
+			http.Error(w, "informer caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for health probes on %s: %w", addr, err)
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.FromContext(ctx).Error(err, "Health probe server failed")
+		}
+	}()
+	context.AfterFunc(ctx, func() { _ = server.Close() })
+	return nil
+}
+
+// runWithLeaderElection runs the controller while this replica holds the
+// Lease. On SIGTERM the controller drains first and the Lease is released
+// after, so the next leader never overlaps with our last writes. A lost
+// Lease ends the process at once: another replica may already be writing.
+func runWithLeaderElection(ctx context.Context, o options, client kubernetes.Interface, watchdog *leaderelection.HealthzAdaptor, run func(context.Context) error) error {
+	logger := klog.FromContext(ctx)
+	hostname, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("reading the hostname for the leader election identity: %w", err)
+	}
+	identity := hostname + "_" + string(uuid.NewUUID())
+	namespace := o.leaderElectionNamespace
+	if namespace == "" {
+		namespace = podNamespace()
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, namespace, o.leaderElectionName,
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
+	if err != nil {
+		return fmt.Errorf("creating the leader election lock: %w", err)
+	}
+
+	electionCtx, endElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer endElection()
+	var released atomic.Bool
+	release := func() { released.Store(true); endElection() }
+	var runErr error
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   o.leaseDuration,
+		RenewDeadline:   o.renewDeadline,
+		RetryPeriod:     o.retryPeriod,
+		ReleaseOnCancel: true,
+		WatchDog:        watchdog,
+		Name:            o.leaderElectionName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leaderCtx context.Context) {
+				logger.Info("Became leader", "identity", identity)
+				runCtx, cancel := context.WithCancel(leaderCtx)
+				defer cancel()
+				stopOnSignal := context.AfterFunc(ctx, cancel)
+				defer stopOnSignal()
+				runErr = run(runCtx)
+				release()
+			},
+			OnStoppedLeading: func() {
+				if released.Load() {
+					logger.Info("Released the lease", "identity", identity)
+					return
+				}
+				logger.Error(nil, "Lost the lease; exiting so that only the new leader acts", "identity", identity)
+				klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+			},
+			OnNewLeader: func(current string) {
+				if current != identity {
+					logger.Info("Another replica leads", "leader", current)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("configuring leader election: %w", err)
+	}
+	stopWaiting := context.AfterFunc(ctx, func() {
+		if !elector.IsLeader() {
+			release()
+		}
+	})
+	defer stopWaiting()
+	elector.Run(electionCtx)
+	return runErr
+}
+
+// podNamespace is the namespace the controller runs in, when in a cluster.
+func podNamespace() string {
+	data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil || len(data) == 0 {
+		return "kube-system"
+	}
+	return string(data)
+}
