@@ -1,0 +1,425 @@
+// Package env assembles a whole clb-direct installation on one machine: a
+// real control plane (test/cluster) with deploy/'s RBAC applied, the Pod
+// simulator (test/podsim), the CLB emulator and controller binaries. The
+// end-to-end tests and the sandbox both use it, so what the tests prove is
+// what a newcomer runs.
+package env
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"clb-direct/cloud/fake"
+	"clb-direct/test/cluster"
+	"clb-direct/test/podsim"
+)
+
+// The controller's identity in deploy/.
+const (
+	ControllerNamespace      = "clb-direct-system"
+	ControllerServiceAccount = "clb-direct"
+	ClusterID                = "cls-sandbox"
+	Region                   = "ap-guangzhou"
+)
+
+// Binaries are the project's own programs, built from this checkout.
+type Binaries struct {
+	Controller, Emulator string
+}
+
+// BuildBinaries builds the controller and the emulator into dir.
+func BuildBinaries(ctx context.Context, repoRoot, dir string) (Binaries, error) {
+	b := Binaries{Controller: filepath.Join(dir, "clb-direct"), Emulator: filepath.Join(dir, "clb-emulator")}
+	for out, pkg := range map[string]string{b.Controller: ".", b.Emulator: "./cmd/clb-emulator"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir = repoRoot
+		if output, err := cmd.CombinedOutput(); err != nil {
+			return Binaries{}, fmt.Errorf("go build %s: %w\n%s", pkg, err, output)
+		}
+	}
+	return b, nil
+}
+
+// RepoRoot finds the checkout's root from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Options configure Start.
+type Options struct {
+	// Dir holds logs, kubeconfigs and state. Required.
+	Dir string
+	// Log receives progress lines. Default os.Stderr.
+	Log io.Writer
+	// Nodes the Pod simulator creates. Default 3.
+	Nodes int
+}
+
+// Env is a running installation, less the controller (StartController).
+type Env struct {
+	Dir      string
+	Repo     string
+	Bins     Binaries
+	Cluster  *cluster.Cluster
+	Admin    kubernetes.Interface
+	Sim      *podsim.Simulator
+	Emulator *Emulator
+	log      io.Writer
+	stopSim  context.CancelFunc
+}
+
+// Start builds what is missing and starts the control plane, deploy/'s
+// namespace, ServiceAccount and RBAC, the Pod simulator and the emulator.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	if opts.Log == nil {
+		opts.Log = os.Stderr
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: opts.Dir, Repo: repo, log: opts.Log}
+	defer func() {
+		if err != nil {
+			e.Stop()
+		}
+	}()
+	fmt.Fprintln(opts.Log, "Building clb-direct and clb-emulator...")
+	if e.Bins, err = BuildBinaries(ctx, repo, filepath.Join(opts.Dir, "bin")); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(opts.Log, "Starting etcd, kube-apiserver and kube-controller-manager...")
+	if e.Cluster, err = cluster.Start(ctx, cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}); err != nil {
+		return nil, err
+	}
+	if e.Admin, err = kubernetes.NewForConfig(e.Cluster.AdminConfig()); err != nil {
+		return nil, err
+	}
+	if err := ApplyManifests(ctx, e.Admin, filepath.Join(repo, "deploy", "namespace.yaml"),
+		filepath.Join(repo, "deploy", "serviceaccount.yaml"), filepath.Join(repo, "deploy", "rbac.yaml")); err != nil {
+		return nil, err
+	}
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopSim = stopSim
+	if e.Sim, err = podsim.Start(simCtx, e.Admin, podsim.Options{Nodes: opts.Nodes}); err != nil {
+		return nil, fmt.Errorf("starting the Pod simulator: %w", err)
+	}
+	fmt.Fprintln(opts.Log, "Starting the CLB emulator...")
+	if e.Emulator, err = e.StartEmulator(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Stop ends everything Start started (and any controller still running is
+// killed with its process group when the parent exits).
+func (e *Env) Stop() {
+	if e.Emulator != nil {
+		_ = e.Emulator.Process.Stop(5 * time.Second)
+	}
+	if e.stopSim != nil {
+		e.stopSim()
+		e.Sim.Stop()
+	}
+	if e.Cluster != nil {
+		e.Cluster.Stop()
+	}
+}
+
+// Emulator is a running clb-emulator.
+type Emulator struct {
+	Process   *Process
+	Addr      string
+	SecretID  string
+	SecretKey string
+	Region    string
+}
+
+// StartEmulator starts a fresh emulator (empty account) with health checks
+// and the data plane on; extra flags are appended.
+func (e *Env) StartEmulator(ctx context.Context, extra ...string) (*Emulator, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	em := &Emulator{Addr: addr, SecretID: "AKIDsandbox" + randomHex(8), SecretKey: randomHex(16), Region: Region}
+	args := append([]string{"--listen", addr, "--secret-id", em.SecretID, "--secret-key", em.SecretKey, "--region", em.Region,
+		"--data-plane"}, extra...)
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	logPath := filepath.Join(e.Dir, "logs", "clb-emulator-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, err
+	}
+	em.Process, err = startProcess(startCtx, "clb-emulator", logPath, "listening on", nil, e.Bins.Emulator, args...)
+	if err != nil {
+		return nil, err
+	}
+	return em, nil
+}
+
+// State reads the emulator's whole account.
+func (em *Emulator) State(ctx context.Context) (fake.State, error) {
+	var state fake.State
+	err := em.admin(ctx, http.MethodGet, "/admin/state", nil, &state)
+	return state, err
+}
+
+// Calls reads the emulator's call log.
+func (em *Emulator) Calls(ctx context.Context) ([]fake.Call, error) {
+	var calls []fake.Call
+	err := em.admin(ctx, http.MethodGet, "/admin/calls", nil, &calls)
+	return calls, err
+}
+
+// SetFaults posts a fault setting to the emulator's admin endpoint.
+func (em *Emulator) SetFaults(ctx context.Context, faults any) error {
+	return em.admin(ctx, http.MethodPost, "/admin/faults", faults, nil)
+}
+
+func (em *Emulator) admin(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+em.Addr+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("emulator %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("emulator %s %s: %s: %s", method, path, resp.Status, msg)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Controller is a running clb-direct.
+type Controller struct {
+	*Process
+	HealthAddr string
+}
+
+// ControllerOptions choose how a controller runs.
+type ControllerOptions struct {
+	// Name tells replicas apart in logs.
+	Name string
+	// InCluster runs it with the in-cluster environment (token, CA and
+	// KUBERNETES_SERVICE_HOST/PORT in a private mount namespace) instead
+	// of a kubeconfig. Both authenticate as deploy/'s ServiceAccount.
+	InCluster bool
+	// Args are appended to the defaults (a later flag wins).
+	Args []string
+}
+
+// StartController starts clb-direct against the cluster and the emulator,
+// authenticated as deploy/'s ServiceAccount, so deploy/'s RBAC is what it
+// gets, and waits until it serves /readyz.
+func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Controller, error) {
+	if opts.Name == "" {
+		opts.Name = "clb-direct"
+	}
+	healthAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.Dir, "controllers", opts.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--cluster-id", ClusterID, "--region", e.Emulator.Region,
+		"--cloud", "tencent", "--cloud-endpoint", e.Emulator.Addr, "--cloud-endpoint-scheme", "http",
+		"--leader-elect-resource-namespace", ControllerNamespace,
+		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms",
+		"--health-probe-bind-address", healthAddr, "--resync-period", "30s", "-v", "4",
+	}
+	env := []string{"TENCENTCLOUD_SECRET_ID=" + e.Emulator.SecretID, "TENCENTCLOUD_SECRET_KEY=" + e.Emulator.SecretKey}
+	bin := e.Bins.Controller
+	if opts.InCluster {
+		saDir := filepath.Join(dir, "serviceaccount")
+		if err := e.Cluster.WriteInClusterDir(ctx, ControllerNamespace, ControllerServiceAccount, saDir); err != nil {
+			return nil, err
+		}
+		env = append(env, e.Cluster.InClusterEnv()...)
+		// A private mount namespace gives this one process the fixed
+		// service-account paths without touching the machine.
+		script := "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && " +
+			"mount --bind \"$0\" /run/secrets/kubernetes.io/serviceaccount && exec \"$@\""
+		args = append([]string{"-m", "sh", "-c", script, saDir, bin}, append(args, opts.Args...)...)
+		bin = "unshare"
+	} else {
+		kubeconfig, err := e.serviceAccountKubeconfig(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(args, "--kubeconfig", kubeconfig), opts.Args...)
+	}
+	p, err := startProcess(ctx, opts.Name, filepath.Join(dir, "controller.log"), "", env, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{Process: p, HealthAddr: healthAddr}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + healthAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c, nil
+			}
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("controller %s exited (%v); log %s ends with:\n%s", opts.Name, p.Err(), p.LogPath, Tail(p.LogPath, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Kill()
+			return nil, fmt.Errorf("controller %s not ready in 30s; log ends with:\n%s", opts.Name, Tail(p.LogPath, 30))
+		}
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as
+// deploy/'s ServiceAccount.
+func (e *Env) serviceAccountKubeconfig(ctx context.Context, dir string) (string, error) {
+	token, err := e.Cluster.ServiceAccountToken(ctx, ControllerNamespace, ControllerServiceAccount)
+	if err != nil {
+		return "", err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["sandbox"] = &clientcmdapi.Cluster{Server: e.Cluster.Host(), CertificateAuthorityData: e.Cluster.CAData()}
+	cfg.AuthInfos["clb-direct"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["clb-direct"] = &clientcmdapi.Context{Cluster: "sandbox", AuthInfo: "clb-direct"}
+	cfg.CurrentContext = "clb-direct"
+	path := filepath.Join(dir, "kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// ApplyManifests creates the objects of YAML files (several documents per
+// file), leaving existing ones as they are.
+func ApplyManifests(ctx context.Context, client kubernetes.Interface, paths ...string) error {
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var raw runtime.RawExtension
+			if err := decoder.Decode(&raw); err == io.EOF {
+				break
+			} else if err != nil {
+				return fmt.Errorf("decoding %s: %w", path, err)
+			}
+			if len(bytes.TrimSpace(raw.Raw)) == 0 {
+				continue
+			}
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
+			if err != nil {
+				return fmt.Errorf("decoding %s: %w", path, err)
+			}
+			if err := create(ctx, client, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating an object of %s: %w", path, err)
+			}
+		}
+	}
+	return nil
+}
+
+func create(ctx context.Context, c kubernetes.Interface, obj runtime.Object) error {
+	opts := metav1.CreateOptions{}
+	var err error
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		_, err = c.CoreV1().Namespaces().Create(ctx, o, opts)
+	case *corev1.ServiceAccount:
+		_, err = c.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, opts)
+	case *corev1.ConfigMap:
+		_, err = c.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, opts)
+	case *corev1.Service:
+		_, err = c.CoreV1().Services(o.Namespace).Create(ctx, o, opts)
+	case *rbacv1.ClusterRole:
+		_, err = c.RbacV1().ClusterRoles().Create(ctx, o, opts)
+	case *rbacv1.ClusterRoleBinding:
+		_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, o, opts)
+	case *rbacv1.Role:
+		_, err = c.RbacV1().Roles(o.Namespace).Create(ctx, o, opts)
+	case *rbacv1.RoleBinding:
+		_, err = c.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, opts)
+	case *appsv1.Deployment:
+		_, err = c.AppsV1().Deployments(o.Namespace).Create(ctx, o, opts)
+	default:
+		return fmt.Errorf("unsupported kind %T", obj)
+	}
+	return err
+}
+
+// FreeAddr returns a loopback address with a port nobody listens on.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
