@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"clb-direct/controller"
+	"clb-direct/test/env"
+)
+
+var direct = map[string]string{controller.AnnotationDirectAccess: "true"}
+
+// Bound: the CLB and every Pod registered within 30 s; traffic reaches all
+// Pods; scaling converges within 30 s each way.
+func TestServiceGetsCLBAndTrafficReachesPods(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	f.createDeployment("web", 3)
+	f.createService("web", direct)
+	took := f.expectBackends("web", "web", 30*time.Second)
+	t.Logf("3 Pods registered in %s", took)
+
+	view := f.clb("web")
+	svc := f.service("web")
+	if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Status.LoadBalancer.Ingress[0].IP != view.vip {
+		t.Errorf("status ingress %v, want the CLB VIP %q", svc.Status.LoadBalancer.Ingress, view.vip)
+	}
+	if !slices.Contains(svc.Finalizers, controller.Finalizer) {
+		t.Errorf("finalizer missing: %v", svc.Finalizers)
+	}
+	seen := map[string]bool{}
+	f.waitFor(30*time.Second, "requests through the VIP reach all 3 Pods", func() (bool, string) {
+		name, err := httpGet(vipAddr(view))
+		if err == nil {
+			seen[name] = true
+		}
+		return len(seen) == 3, fmt.Sprintf("reached %v (last error %v)", seen, err)
+	})
+
+	f.scale("web", 6)
+	took = f.expectBackends("web", "web", 30*time.Second)
+	t.Logf("scale 3→6 converged in %s", took)
+	f.scale("web", 2)
+	took = f.expectBackends("web", "web", 30*time.Second)
+	t.Logf("scale 6→2 converged in %s", took)
+}
+
+// Bound: converges within 30 s when run with the in-cluster environment
+// (service-account token and CA at the fixed paths, KUBERNETES_SERVICE_*).
+func TestInClusterMode(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{InCluster: true})
+	f.createDeployment("web", 2)
+	f.createService("web", direct)
+	took := f.expectBackends("web", "web", 30*time.Second)
+	t.Logf("in-cluster controller registered 2 Pods in %s", took)
+}
+
+// Bound: the 10-replica rollout completes within 120 s with zero failed
+// requests, and every sample of the CLB shows a healthy backend.
+func TestRollingUpdateUnderLoadLosesNoRequest(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	f.createDeployment("web", 10, func(d *appsv1.Deployment) {
+		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromInt32(2)),
+		}}
+		// Without the readiness gate, a new Pod counts as available only
+		// once the CLB has had time to health-check it.
+		d.Spec.MinReadySeconds = 2
+	})
+	f.createService("web", direct)
+	f.expectBackends("web", "web", 60*time.Second)
+	view := f.clb("web")
+	f.waitFor(30*time.Second, "all 10 backends healthy", func() (bool, string) {
+		v := f.clb("web")
+		return v.healthy["TCP:80"] == 10, v.String()
+	})
+
+	l := startLoad(vipAddr(view), 4)
+	var minHealthy = 1 << 30
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if h := f.clb("web").healthy["TCP:80"]; h < minHealthy {
+				minHealthy = h
+			}
+		}
+	}()
+	start := time.Now()
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"rollout":"%d"}}}}}`, time.Now().UnixNano())
+	if _, err := e.Admin.AppsV1().Deployments(f.ns).Patch(f.ctx, "web", "application/strategic-merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor(120*time.Second, "rollout complete", func() (bool, string) {
+		d, err := e.Admin.AppsV1().Deployments(f.ns).Get(f.ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		s := d.Status
+		done := d.Generation == s.ObservedGeneration && s.UpdatedReplicas == 10 && s.AvailableReplicas == 10 && s.Replicas == 10
+		return done, fmt.Sprintf("%+v", s)
+	})
+	rollout := time.Since(start)
+	f.expectBackends("web", "web", 30*time.Second)
+	time.Sleep(time.Second) // requests in flight during the last changes
+	close(stopSampling)
+	<-sampled
+	ok, failed, errs := l.finish()
+	t.Logf("rollout of 10 replicas took %s; requests ok %d, failed %d; fewest healthy backends seen %d", rollout, ok, failed, minHealthy)
+	if failed != 0 {
+		t.Errorf("%d requests failed during the rollout: %v", failed, errs)
+	}
+	if minHealthy == 0 {
+		t.Errorf("the CLB had no healthy backend at some moment of the rollout")
+	}
+	if ok == 0 {
+		t.Errorf("no request succeeded: the load generator did not run")
+	}
+}
+
+// Bound: cleanup (targets, listener, CLB, finalizer) within 30 s for each
+// way a Service stops wanting a direct-access CLB.
+func TestServiceThatStopsWantingCLBIsCleanedUp(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	f.createDeployment("web", 2)
+	for _, tc := range []struct {
+		name   string
+		mutate func(*corev1.Service)
+		remove bool
+	}{
+		{name: "annotation false", mutate: func(s *corev1.Service) { s.Annotations[controller.AnnotationDirectAccess] = "false" }},
+		{name: "type ClusterIP", mutate: func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeClusterIP
+			for i := range s.Spec.Ports {
+				s.Spec.Ports[i].NodePort = 0
+			}
+			s.Spec.AllocateLoadBalancerNodePorts = nil
+			s.Spec.ExternalTrafficPolicy = ""
+		}},
+		{name: "deleted", remove: true},
+	} {
+		f.createService("web", map[string]string{controller.AnnotationDirectAccess: "true"})
+		f.expectBackends("web", "web", 30*time.Second)
+		lbID := f.clb("web").id
+		if tc.remove {
+			if err := e.Admin.CoreV1().Services(f.ns).Delete(f.ctx, "web", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			f.updateService("web", tc.mutate)
+		}
+		took := f.waitFor(30*time.Second, tc.name+": CLB and finalizer gone", func() (bool, string) {
+			if lb, ok := f.loadBalancer(lbID); ok {
+				return false, fmt.Sprintf("CLB %s still has %d listeners", lbID, len(lb.Listeners))
+			}
+			svc, err := e.Admin.CoreV1().Services(f.ns).Get(f.ctx, "web", metav1.GetOptions{})
+			if tc.remove {
+				return err != nil, "Service still there (finalizer not removed)"
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			clean := !slices.Contains(svc.Finalizers, controller.Finalizer) && svc.Annotations[controller.AnnotationLoadBalancerID] == "" && len(svc.Status.LoadBalancer.Ingress) == 0
+			return clean, fmt.Sprintf("finalizers %v annotations %v ingress %v", svc.Finalizers, svc.Annotations, svc.Status.LoadBalancer.Ingress)
+		})
+		t.Logf("%s: cleaned up in %s", tc.name, took)
+		if !tc.remove {
+			if err := e.Admin.CoreV1().Services(f.ns).Delete(f.ctx, "web", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			f.waitFor(10*time.Second, "Service deleted", func() (bool, string) {
+				_, err := e.Admin.CoreV1().Services(f.ns).Get(f.ctx, "web", metav1.GetOptions{})
+				return err != nil, "still there"
+			})
+		}
+	}
+}
+
+// Bound: the Warning event within 15 s; the CLB unchanged 3 s after a Pod
+// change that would otherwise have been applied.
+func TestInvalidAnnotationWarnsAndChangesNothing(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	f.createDeployment("web", 2)
+	f.createService("web", direct)
+	f.expectBackends("web", "web", 30*time.Second)
+	before := f.clb("web")
+
+	f.updateService("web", func(s *corev1.Service) { s.Annotations[controller.AnnotationDirectAccess] = "yes" })
+	f.scale("web", 4)
+	f.waitFor(15*time.Second, "a Warning event naming the annotation", func() (bool, string) {
+		evs, err := e.Admin.EventsV1().Events(f.ns).List(f.ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var reasons []string
+		for _, ev := range evs.Items {
+			if ev.Regarding.Name == "web" && ev.Reason == controller.ReasonInvalidConfig && ev.Type == corev1.EventTypeWarning &&
+				strings.Contains(ev.Note, controller.AnnotationDirectAccess) {
+				return true, ""
+			}
+			reasons = append(reasons, ev.Reason)
+		}
+		return false, fmt.Sprintf("events seen: %v", reasons)
+	})
+	f.waitFor(30*time.Second, "4 Pods ready", func() (bool, string) {
+		n := len(f.registrablePodEndpoints("web"))
+		return n == 4, fmt.Sprintf("%d ready", n)
+	})
+	time.Sleep(3 * time.Second)
+	if after := f.clb("web"); after.String() != before.String() {
+		t.Errorf("the CLB changed under an invalid annotation:\n before %s\n after  %s", before, after)
+	}
+	// Fixing the annotation applies what was held back.
+	f.updateService("web", func(s *corev1.Service) { s.Annotations[controller.AnnotationDirectAccess] = "true" })
+	f.expectBackends("web", "web", 30*time.Second)
+}
+
+// Bound: after a SIGKILL in the middle of a scale-up and a restart, the CLB
+// matches the Pods within 30 s.
+func TestControllerKilledMidRolloutConverges(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	f.createDeployment("web", 2)
+	f.createService("web", direct)
+	f.expectBackends("web", "web", 30*time.Second)
+
+	f.scale("web", 12)
+	time.Sleep(300 * time.Millisecond)
+	f.ctrl.Kill()
+	f.ctrl = f.startController(env.ControllerOptions{Name: f.ns + "-restarted"})
+	took := f.expectBackends("web", "web", 30*time.Second)
+	t.Logf("converged %s after the restart", took)
+}
+
+// Bound: with two replicas exactly one leads; after the leader is killed
+// the other takes over and applies a change in under 20 s.
+func TestLeaderElectionFailover(t *testing.T) {
+	f := newFixture(t, env.ControllerOptions{})
+	standby := f.startController(env.ControllerOptions{Name: f.ns + "-standby"})
+	defer standby.Stop(30 * time.Second)
+	f.createDeployment("web", 2)
+	f.createService("web", direct)
+	f.expectBackends("web", "web", 30*time.Second)
+
+	leader, err := e.Admin.CoordinationV1().Leases(env.ControllerNamespace).Get(f.ctx, "clb-direct", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(env.Tail(standby.LogPath, 1000), "Became leader") {
+		t.Fatalf("both replicas lead; lease holder %q", ptr.Deref(leader.Spec.HolderIdentity, ""))
+	}
+
+	start := time.Now()
+	f.ctrl.Kill()
+	f.scale("web", 4)
+	f.expectBackends("web", "web", 20*time.Second)
+	took := time.Since(start)
+	t.Logf("standby took over and applied a scale-up %s after the leader was killed", took)
+	if took > 20*time.Second {
+		t.Errorf("failover took %s, want under 20s", took)
+	}
+	f.ctrl = standby
+}
