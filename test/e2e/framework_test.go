@@ -380,4 +380,3 @@ func (l *load) finish() (ok, failed int64, errs []string) {
 	l.done.Wait()
 	return l.ok.Load(), l.failed.Load(), l.errs
 }
-
