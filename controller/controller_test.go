@@ -254,31 +254,16 @@ func directService(mutate ...func(*v1.Service)) *v1.Service {
 	return svc
 }
 
+// readyPod is a Ready Pod the test Service selects, serving both its ports.
 func readyPod(name, ip string, mutate ...func(*v1.Pod)) *v1.Pod {
-	p := &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name, Labels: map[string]string{"app": "web"}},
-		Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c", Ports: []v1.ContainerPort{
-			{Name: "http", ContainerPort: 8080, Protocol: v1.ProtocolTCP},
-			{Name: "dns", ContainerPort: 5353, Protocol: v1.ProtocolUDP},
-		}}}},
-		Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: ip, Conditions: []v1.PodCondition{
-			{Type: v1.ContainersReady, Status: v1.ConditionTrue},
-			{Type: v1.PodReady, Status: v1.ConditionTrue},
-		}},
-	}
-	for _, m := range mutate {
-		m(p)
-	}
-	return p
-}
-
-func notReady(p *v1.Pod) {
-	p.Status.Conditions = []v1.PodCondition{{Type: v1.ContainersReady, Status: v1.ConditionFalse}, {Type: v1.PodReady, Status: v1.ConditionFalse}}
+	web := func(p *v1.Pod) { p.Namespace = testNamespace; p.Labels = map[string]string{"app": "web"} }
+	opts := []func(*v1.Pod){web, podPort("http", 8080, v1.ProtocolTCP), podPort("dns", 5353, v1.ProtocolUDP)}
+	return mkPod(name, ip, append(opts, mutate...)...)
 }
 
 func TestSyncCreatesLoadBalancerListenersAndBackends(t *testing.T) {
 	f := newFixture(t, nil, directService(),
-		readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"), readyPod("c", "10.0.0.3", notReady))
+		readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"), readyPod("c", "10.0.0.3", podUnready))
 	f.mustSync()
 
 	// One tag lookup, one create, a listener per port, and all four
@@ -353,10 +338,7 @@ func TestSyncAppliesOnlyTheDifferenceRegisteringBeforeDeregistering(t *testing.T
 }
 
 func TestGatePendingPodIsRegistered(t *testing.T) {
-	gated := readyPod("gated", "10.0.0.9", func(p *v1.Pod) {
-		p.Spec.ReadinessGates = []v1.PodReadinessGate{{ConditionType: ReadinessGate}}
-		p.Status.Conditions = []v1.PodCondition{{Type: v1.ContainersReady, Status: v1.ConditionTrue}, {Type: v1.PodReady, Status: v1.ConditionFalse}}
-	})
+	gated := readyPod("gated", "10.0.0.9", podGates(ReadinessGate), podGatePending)
 	f := newFixture(t, nil, directService(), gated)
 	f.mustSync()
 	if got := f.backends(f.loadBalancerID()); len(got) != 2 {
@@ -602,7 +584,7 @@ func TestPodEventsQueueOnlyTheServicesSelectingThePod(t *testing.T) {
 		t.Errorf("irrelevant Pod update queued %q", got)
 	}
 	c := b.DeepCopy()
-	notReady(c)
+	podUnready(c)
 	f.ctrl.onPodUpdate(b, c)
 	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
 		t.Errorf("readiness change queued %q, want %q", got, testKey)
