@@ -9,6 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"clb-direct/cloud"
+	"clb-direct/readiness"
 )
 
 // Annotations on Services, as TKE's documentation names them.
@@ -26,7 +27,7 @@ const Finalizer = "service.cloud.tencent.com/clb-direct"
 
 // ReadinessGate is the Pod condition type TKE's readiness gate uses: True
 // once the CLB reports the Pod healthy on every listener that selects it.
-const ReadinessGate v1.PodConditionType = "cloud.tencent.com/load-balancer-backendgroup-ready"
+const ReadinessGate = readiness.GateConditionType
 
 // DefaultBackendWeight is the weight of a backend when the Service does not
 // say otherwise; TKE's controller uses the same.

@@ -263,16 +263,24 @@ func (c *Controller) onPodDelete(obj any) {
 	c.enqueuePodServices(pod)
 }
 
-// enqueuePodServices queues the Services whose selector matches the Pod,
-// found through the selector index rather than a scan of all Services.
+// enqueuePodServices queues the Services whose selector matches the Pod.
 func (c *Controller) enqueuePodServices(pod *v1.Pod) {
+	for _, svc := range c.servicesSelecting(pod) {
+		c.enqueueService(svc)
+	}
+}
+
+// servicesSelecting finds the Services whose selector matches the Pod
+// through the selector index rather than a scan of all Services.
+func (c *Controller) servicesSelecting(pod *v1.Pod) []*v1.Service {
 	podLabels := labels.Set(pod.Labels)
 	seen := map[string]bool{}
+	var out []*v1.Service
 	for k, v := range pod.Labels {
 		objs, err := c.serviceIndexer.ByIndex(selectorIndex, selectorPairKey(pod.Namespace, k, v))
 		if err != nil {
 			utilruntime.HandleError(fmt.Errorf("looking up Services of Pod %s/%s: %w", pod.Namespace, pod.Name, err))
-			return
+			return nil
 		}
 		for _, obj := range objs {
 			svc := obj.(*v1.Service)
@@ -280,9 +288,10 @@ func (c *Controller) enqueuePodServices(pod *v1.Pod) {
 				continue
 			}
 			seen[svc.Name] = true
-			c.enqueueService(svc)
+			out = append(out, svc)
 		}
 	}
+	return out
 }
 
 // serviceSelectorIndexFunc indexes a Service under one pair of its selector

@@ -70,6 +70,16 @@ func (o *observedCache) set(key string, serviceUID types.UID, s *ObservedState) 
 	o.entries[key] = observedEntry{serviceUID: serviceUID, state: s}
 }
 
+// clone copies the state deeply enough that changing the copy's listeners
+// and backends leaves the original as it was.
+func (s *ObservedState) clone() *ObservedState {
+	out := &ObservedState{LoadBalancer: s.LoadBalancer, Listeners: slices.Clone(s.Listeners), Backends: make(map[string][]cloud.Backend, len(s.Backends))}
+	for id, backends := range s.Backends {
+		out.Backends[id] = slices.Clone(backends)
+	}
+	return out
+}
+
 func (o *observedCache) forget(key string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -201,7 +211,9 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service) (
 	cached := c.observed.get(key, svc.UID)
 	recordedID := svc.Annotations[AnnotationLoadBalancerID]
 	if cached != nil && !resync && (recordedID == "" || recordedID == cached.LoadBalancer.ID) {
-		return cached, nil
+		// A copy: apply changes it as writes succeed, while the readiness
+		// worker reads the cached one.
+		return cached.clone(), nil
 	}
 	c.observed.forget(key)
 	lb, found, err := c.findLoadBalancer(ctx, svc)
