@@ -30,6 +30,7 @@ import (
 
 	"clb-direct/cloud"
 	"clb-direct/cloud/fake"
+	"clb-direct/cloud/tencent"
 	"clb-direct/controller"
 )
 
@@ -51,6 +52,7 @@ type options struct {
 	leaderElectionName       string
 	shutdownGracePeriod      time.Duration
 	terminalErrorRetryPeriod time.Duration
+	cloud                    tencent.Options
 }
 
 func main() {
@@ -64,6 +66,13 @@ func main() {
 	flag.DurationVar(&o.resyncPeriod, "resync-period", 5*time.Minute, "How often every Service's CLB is read again, to repair changes made outside the controller.")
 	flag.StringVar(&o.clusterID, "cluster-id", "", "The cluster's ID (e.g. cls-xxxxxxxx); it goes into the ownership tags of every CLB created. Required.")
 	flag.StringVar(&o.region, "region", "", "Tencent Cloud region of the CLBs (e.g. ap-guangzhou).")
+	flag.StringVar(&o.cloud.Endpoint, "cloud-endpoint", tencent.DefaultEndpoint, "host[:port] of the CLB API.")
+	flag.StringVar(&o.cloud.Scheme, "cloud-endpoint-scheme", "https", "Scheme of the CLB API: https, or http for an emulator.")
+	flag.StringVar(&o.cloud.VpcID, "vpc-id", "", "VPC that new CLBs are created in: the cluster's, so the CLB reaches Pod IPs. Empty: the account's default VPC (refused for internal CLBs).")
+	flag.StringVar(&o.cloud.CredentialsFile, "cloud-credentials-file", "", "Credentials of the CLB API, re-read when they change: a directory (e.g. a Secret volume) with files "+
+		tencent.EnvSecretID+", "+tencent.EnvSecretKey+" and optional "+tencent.EnvSessionToken+", or a JSON file {\"secretId\",\"secretKey\",\"token\"}. Empty: the environment variables of the same names.")
+	flag.Float64Var(&o.cloud.RateLimit, "cloud-rate-limit", tencent.DefaultRateLimit, "Requests per second to the CLB API, per API action; negative: no limit.")
+	flag.DurationVar(&o.cloud.Timeout, "cloud-timeout", tencent.DefaultTimeout, "Timeout of one CLB API call, and of the wait for one asynchronous CLB task.")
 	flag.StringVar(&o.cloudProvider, "cloud", "tencent", "CLB implementation: tencent (the real API) or fake (in memory, for trying the controller out).")
 	flag.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "Handle Services of this spec.loadBalancerClass; empty handles Services without a class, as TKE's controller does.")
 	flag.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "Address serving /healthz and /readyz; empty disables them.")
@@ -169,7 +178,13 @@ func newCloud(o options) (cloud.Interface, error) {
 	case "fake":
 		return fake.New(), nil
 	case "tencent":
-		return nil, errors.New("--cloud=tencent is not available yet; use --cloud=fake")
+		opts := o.cloud
+		opts.Region = o.region
+		c, err := tencent.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	return nil, fmt.Errorf("--cloud=%q: want tencent or fake", o.cloudProvider)
 }
