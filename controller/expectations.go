@@ -54,20 +54,22 @@ func fillRegistration(t *readiness.Target, observed *ObservedState, svc *v1.Serv
 			continue
 		}
 		t.ListenerID = l.ID
-		t.HealthCheck = describeHealthCheck(l.HealthCheck)
+		t.HealthCheck = describeHealthCheck(l.Protocol, l.HealthCheck)
 		want := cloud.BackendKey{IP: t.IP, Port: t.Port}
 		t.Registered = slices.ContainsFunc(observed.Backends[l.ID], func(b cloud.Backend) bool { return b.Key() == want })
 		return
 	}
 }
 
-func describeHealthCheck(hc *cloud.HealthCheck) string {
+func describeHealthCheck(protocol cloud.Protocol, hc *cloud.HealthCheck) string {
 	if hc == nil || !hc.Enabled {
 		return "no health check (always healthy)"
 	}
 	check := strings.ToUpper(hc.CheckType)
 	if check == "" {
-		check = "TCP"
+		// The listener protocol's default: a UDP listener is not checked
+		// over TCP.
+		check = string(protocol)
 	}
 	if check == "HTTP" {
 		method := hc.HTTPMethod

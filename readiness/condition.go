@@ -101,7 +101,11 @@ func evaluate(exp Expectation, health map[HealthKey]cloud.BackendHealth) Verdict
 	}
 	targets := slices.Clone(exp.Targets)
 	slices.SortFunc(targets, func(a, b Target) int {
-		return cmp.Or(cmp.Compare(a.LoadBalancerID, b.LoadBalancerID), cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Port, b.Port))
+		// A total order: targets of two Services can tie on the rest (two
+		// CLBs not created yet, both on TCP:80), and the message must not
+		// depend on the order the controller found the Services in.
+		return cmp.Or(cmp.Compare(a.LoadBalancerID, b.LoadBalancerID), cmp.Compare(a.Listener, b.Listener), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Service, b.Service), cmp.Compare(a.ListenerID, b.ListenerID), cmp.Compare(a.IP, b.IP))
 	})
 	var unregistered, unhealthy []string
 	for _, t := range targets {

@@ -169,6 +169,7 @@ func (w *Worker) waitingKeys() []string {
 func (w *Worker) round(ctx context.Context, keys []string) {
 	logger := klog.FromContext(ctx)
 	type waitingPod struct {
+		key string
 		pod *v1.Pod
 		exp Expectation
 	}
@@ -186,14 +187,16 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 				lbs[t.LoadBalancerID] = true
 			}
 		}
-		pods = append(pods, waitingPod{pod: pod, exp: exp})
+		pods = append(pods, waitingPod{key: key, pod: pod, exp: exp})
 	}
 	health := map[HealthKey]cloud.BackendHealth{}
+	unread := map[string]bool{}
 	for _, lbID := range slices.Sorted(maps.Keys(lbs)) {
 		reports, err := w.cloud.DescribeBackendHealth(ctx, []string{lbID})
 		if err != nil {
 			// The Pods on it keep waiting; the next round asks again.
 			utilruntime.HandleErrorWithContext(ctx, err, "Reading target health failed", "loadBalancer", lbID)
+			unread[lbID] = true
 			continue
 		}
 		for _, h := range reports {
@@ -201,6 +204,12 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 		}
 	}
 	for _, wp := range pods {
+		if slices.ContainsFunc(wp.exp.Targets, func(t Target) bool { return unread[t.LoadBalancerID] }) {
+			// Without the CLB's report the verdict would be "no report
+			// yet": wrong, and a patch each time the API fails. Leave the
+			// condition as it is until a round can read the health.
+			continue
+		}
 		verdict := evaluate(wp.exp, health)
 		if err := w.apply(ctx, wp.pod, verdict); err != nil {
 			utilruntime.HandleErrorWithContext(ctx, err, "Patching the readiness gate failed", "pod", klog.KObj(wp.pod))
@@ -209,6 +218,13 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 		if verdict.Status != v1.ConditionTrue {
 			w.warnIfLate(wp.pod, verdict)
 		} else {
+			// Settled for the Pod's life. Forget it now rather than when the
+			// informer brings the patched Pod: until then the lister still
+			// has it pending, and a round in between would patch it back to
+			// False on a health flap.
+			w.mu.Lock()
+			delete(w.waiting, wp.key)
+			w.mu.Unlock()
 			logger.V(2).Info("Readiness gate passed", "pod", klog.KObj(wp.pod), "reason", verdict.Reason)
 		}
 	}
