@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
@@ -32,6 +34,7 @@ import (
 	"clb-direct/cloud/fake"
 	"clb-direct/cloud/tencent"
 	"clb-direct/controller"
+	"clb-direct/readiness"
 )
 
 type options struct {
@@ -52,6 +55,12 @@ type options struct {
 	leaderElectionName       string
 	shutdownGracePeriod      time.Duration
 	terminalErrorRetryPeriod time.Duration
+	readinessPollInterval    time.Duration
+	readinessTimeout         time.Duration
+	webhookAddr              string
+	webhookCertFile          string
+	webhookKeyFile           string
+	injectReadinessGate      bool
 	cloud                    tencent.Options
 }
 
@@ -84,6 +93,12 @@ func main() {
 	flag.StringVar(&o.leaderElectionName, "leader-elect-resource-name", "clb-direct", "Name of the Lease.")
 	flag.DurationVar(&o.shutdownGracePeriod, "shutdown-grace-period", 20*time.Second, "On SIGTERM, how long in-flight syncs may run before they are cancelled.")
 	flag.DurationVar(&o.terminalErrorRetryPeriod, "terminal-error-retry-period", 5*time.Minute, "How long a Service waits after an error only a person can fix (permissions, quota) before it is tried again.")
+	flag.DurationVar(&o.readinessPollInterval, "readiness-poll-interval", time.Second, "While some Pod waits on the readiness gate, how often the CLB's target health is read.")
+	flag.DurationVar(&o.readinessTimeout, "readiness-timeout", 10*time.Minute, "After this long without passing the CLB health check, a Pod gets a Warning event saying what to check.")
+	flag.StringVar(&o.webhookAddr, "webhook-bind-address", ":9443", "Address of the readiness-gate webhook (HTTPS); served when --webhook-cert-file is given.")
+	flag.StringVar(&o.webhookCertFile, "webhook-cert-file", "", "TLS certificate of the webhook (e.g. tls.crt of a mounted Secret); re-read when it changes.")
+	flag.StringVar(&o.webhookKeyFile, "webhook-key-file", "", "TLS key of the webhook; re-read when it changes.")
+	flag.BoolVar(&o.injectReadinessGate, "inject-readiness-gate", true, "Add the readiness gate to new Pods that a direct-access Service selects, as TKE does.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -122,12 +137,23 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("starting the event recorder: %w", err)
 	}
 	recorder := broadcaster.NewRecorder(scheme.Scheme, "clb-direct")
+	// The controller pokes the readiness worker after registering Pods, and
+	// the worker asks the controller where Pods belong: one is made first.
+	var gates *readiness.Worker
 	ctrl, err := controller.New(ctx, client, clb, recorder, factory.Core().V1().Services(), factory.Core().V1().Pods(), controller.Options{
 		ClusterID:           o.clusterID,
 		LoadBalancerClass:   o.loadBalancerClass,
 		ResyncPeriod:        o.resyncPeriod,
 		TerminalRetryDelay:  o.terminalErrorRetryPeriod,
 		ShutdownGracePeriod: o.shutdownGracePeriod,
+		BackendsChanged:     func() { gates.Poke() },
+	})
+	if err != nil {
+		return err
+	}
+	gates, err = readiness.New(ctx, client, clb, ctrl, recorder, factory.Core().V1().Pods(), readiness.Options{
+		PollInterval: o.readinessPollInterval,
+		Timeout:      o.readinessTimeout,
 	})
 	if err != nil {
 		return err
@@ -152,11 +178,58 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	if !o.leaderElect {
+	// Every replica answers the webhook; only the leader writes.
+	if o.webhookCertFile != "" {
+		if err := serveWebhook(ctx, o, ctrl); err != nil {
+			return err
+		}
+	}
+	lead := func(ctx context.Context) error {
+		go gates.Run(ctx)
 		return ctrl.Run(ctx, o.workers)
 	}
-	return runWithLeaderElection(ctx, o, client, watchdog, func(ctx context.Context) error { return ctrl.Run(ctx, o.workers) })
+	if !o.leaderElect {
+		return lead(ctx)
+	}
+	return runWithLeaderElection(ctx, o, client, watchdog, lead)
 }
+
+// serveWebhook serves the readiness-gate injector over TLS, with the
+// certificate re-read when its files change.
+func serveWebhook(ctx context.Context, o options, ctrl *controller.Controller) error {
+	certs, err := readiness.NewCertificateReloader(o.webhookCertFile, o.webhookKeyFile)
+	if err != nil {
+		return err
+	}
+	var selector readiness.Selector = ctrl
+	if !o.injectReadinessGate {
+		selector = injectNothing{}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mutate-pods", &readiness.Injector{Selector: selector, Logger: klog.FromContext(ctx).WithName("webhook")})
+	listener, err := net.Listen("tcp", o.webhookAddr)
+	if err != nil {
+		return fmt.Errorf("listening for the webhook on %s: %w", o.webhookAddr, err)
+	}
+	server := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate},
+	}
+	go func() {
+		if err := server.ServeTLS(listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.FromContext(ctx).Error(err, "Webhook server failed")
+		}
+	}()
+	context.AfterFunc(ctx, func() { _ = server.Close() })
+	return nil
+}
+
+// injectNothing turns the injector off (--inject-readiness-gate=false)
+// while the webhook keeps answering, so a configured webhook never fails.
+type injectNothing struct{}
+
+func (injectNothing) SelectedByDirectAccess(*corev1.Pod) bool { return false }
 
 func restConfig(o options) (*rest.Config, error) {
 	if o.kubeconfig == "" && o.master == "" {

@@ -44,6 +44,9 @@ type Options struct {
 	// ShutdownGracePeriod bounds how long in-flight syncs may run after the
 	// controller is told to stop.
 	ShutdownGracePeriod time.Duration
+	// BackendsChanged, if set, is called after a sync changed backends, so
+	// the readiness worker looks at waiting Pods at once.
+	BackendsChanged func()
 	// Clock is injected for tests.
 	Clock clock.WithTicker
 }

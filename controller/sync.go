@@ -186,6 +186,10 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 			observed.LoadBalancer.ID, len(plan.CreateListeners), len(plan.Register), len(plan.ModifyWeight), len(plan.Deregister), len(plan.DeleteListeners))
 	}
 	c.observed.set(key, svc.UID, observed)
+	if !plan.Empty() && c.opts.BackendsChanged != nil {
+		// After the cache holds the new state: the readiness worker reads it.
+		c.opts.BackendsChanged()
+	}
 	return c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs)
 }
 

@@ -19,10 +19,12 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -139,6 +141,8 @@ func TestManifestsDecode(t *testing.T) {
 	find[*rbacv1.Role](t, ms, namespace, "clb-direct-leader-election")
 	find[*rbacv1.RoleBinding](t, ms, namespace, "clb-direct-leader-election")
 	find[*appsv1.Deployment](t, ms, namespace, name)
+	find[*corev1.Service](t, ms, namespace, "clb-direct-webhook")
+	find[*admissionregistrationv1.MutatingWebhookConfiguration](t, ms, "", "clb-direct-readiness-gate")
 	// The examples.
 	find[*appsv1.Deployment](t, ms, "*", "echo")
 	find[*corev1.Service](t, ms, "*", "echo")
@@ -245,6 +249,10 @@ func TestDeploymentSpec(t *testing.T) {
 		"--region=$(REGION)",
 		"--cloud=tencent",
 		"--health-probe-bind-address=:8081",
+		"--cloud-credentials-file=/etc/clb-direct/credentials",
+		"--webhook-bind-address=:9443",
+		"--webhook-cert-file=/etc/clb-direct/webhook/tls.crt",
+		"--webhook-key-file=/etc/clb-direct/webhook/tls.key",
 		"-v=2",
 	}
 	if !slices.Equal(c.Args, wantArgs) {
@@ -269,13 +277,22 @@ func TestDeploymentSpec(t *testing.T) {
 			t.Errorf("ConfigMap %s has no key %s", cm.Name, key)
 		}
 	}
-	// Credentials come from an optional Secret: never inline.
+	// Credentials and the webhook certificate come from Secret volumes,
+	// read-only, never from inline values: the files are re-read on rotation.
 	for _, key := range []string{"TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"} {
-		e, ok := env[key]
-		if !ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
-			e.ValueFrom.SecretKeyRef.Name != "clb-direct-credentials" || e.ValueFrom.SecretKeyRef.Key != key ||
-			e.ValueFrom.SecretKeyRef.Optional == nil || !*e.ValueFrom.SecretKeyRef.Optional {
-			t.Errorf("env %s: want it from optional Secret clb-direct-credentials key %s, got %+v", key, key, e)
+		if e, ok := env[key]; ok {
+			t.Errorf("env %s: credentials come from the mounted Secret, not env (%+v)", key, e)
+		}
+	}
+	for mount, secret := range map[string]string{"/etc/clb-direct/credentials": "clb-direct-credentials", "/etc/clb-direct/webhook": "clb-direct-webhook-tls"} {
+		i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == mount })
+		if i < 0 || !c.VolumeMounts[i].ReadOnly {
+			t.Errorf("no read-only volume mount at %s", mount)
+			continue
+		}
+		v := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == c.VolumeMounts[i].Name })
+		if v < 0 || pod.Volumes[v].Secret == nil || pod.Volumes[v].Secret.SecretName != secret {
+			t.Errorf("volume mounted at %s: want Secret %s", mount, secret)
 		}
 	}
 
@@ -359,6 +376,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	})
 	if got := flatten(cr.Rules); !reflect.DeepEqual(got, wantCluster) {
@@ -440,4 +458,45 @@ func deref[T any](p *T) any {
 		return "unset"
 	}
 	return *p
+}
+
+// The webhook must never block Pod creation or the controller itself.
+func TestWebhookConfigurationIsSafe(t *testing.T) {
+	ms := decodeAll(t)
+	cfg := find[*admissionregistrationv1.MutatingWebhookConfiguration](t, ms, "", "clb-direct-readiness-gate")
+	if len(cfg.Webhooks) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(cfg.Webhooks))
+	}
+	w := cfg.Webhooks[0]
+	if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore {
+		t.Errorf("failurePolicy %v, want Ignore", deref(w.FailurePolicy))
+	}
+	if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+		t.Errorf("sideEffects %v, want None", deref(w.SideEffects))
+	}
+	if w.TimeoutSeconds == nil || *w.TimeoutSeconds > 10 {
+		t.Errorf("timeoutSeconds %v, want at most 10", deref(w.TimeoutSeconds))
+	}
+	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
+		!slices.Equal(w.Rules[0].Resources, []string{"pods"}) {
+		t.Errorf("rules %+v, want CREATE of pods only", w.Rules)
+	}
+	excluded := map[string]bool{}
+	if w.NamespaceSelector != nil {
+		for _, req := range w.NamespaceSelector.MatchExpressions {
+			if req.Key == corev1.LabelMetadataName && req.Operator == metav1.LabelSelectorOpNotIn {
+				for _, v := range req.Values {
+					excluded[v] = true
+				}
+			}
+		}
+	}
+	if !excluded["kube-system"] || !excluded[namespace] {
+		t.Errorf("namespaceSelector %+v must exclude kube-system and %s", w.NamespaceSelector, namespace)
+	}
+	svc := w.ClientConfig.Service
+	webhookSvc := find[*corev1.Service](t, ms, namespace, "clb-direct-webhook")
+	if svc == nil || svc.Name != webhookSvc.Name || svc.Namespace != namespace || svc.Path == nil || *svc.Path != "/mutate-pods" {
+		t.Errorf("clientConfig %+v, want Service %s/%s path /mutate-pods", w.ClientConfig, namespace, webhookSvc.Name)
+	}
 }
