@@ -4,7 +4,7 @@ BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit fmt-check vet lint clean
+.PHONY: all build test unit e2e fmt-check vet lint sandbox sandbox-down clean
 
 all: build
 
@@ -16,6 +16,18 @@ test: vet fmt-check unit ## Everything CI runs.
 
 unit: ## Unit tests (fake clientset, fake CLB), race detector on.
 	$(GO) test -race -count=1 ./...
+
+# -p 1: one package at a time, so -v output streams as the tests run
+# instead of arriving per package at the end, and the two packages' control
+# planes do not compete for the CPUs (leader-election timings are tight).
+e2e: ## End-to-end tests: real control plane, CLB emulator, controller binary (first run builds Kubernetes).
+	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/cluster/
+
+sandbox: ## Start the sandbox (control plane, CLB emulator, clb-direct, examples) in the background.
+	$(GO) run ./hack/sandbox up
+
+sandbox-down: ## Stop the sandbox.
+	$(GO) run ./hack/sandbox down
 
 vet:
 	$(GO) vet ./...

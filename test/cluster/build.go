@@ -29,11 +29,13 @@ const (
 	stagingVersion = "v0.34.2"
 )
 
-// Binaries are paths to the control-plane executables.
+// Binaries are paths to the control-plane executables, and to a kubectl of
+// the same version for poking at a running cluster by hand.
 type Binaries struct {
 	Etcd                  string
 	KubeAPIServer         string
 	KubeControllerManager string
+	Kubectl               string
 }
 
 // BuildOptions tune EnsureBinaries.
@@ -138,6 +140,13 @@ var (
 		component: "kube-controller-manager", version: KubernetesVersion, scratch: "kubernetes-" + KubernetesVersion,
 		pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeLdflags, patched: endpointIPPatch,
 	}
+	// kubectl shares the Kubernetes scratch module (whose k8s.io/kubernetes
+	// is the patched mirror) but does not link the patched validation
+	// package, so it is an unpatched kubectl and its recipe says so.
+	kubectlRecipe = recipe{
+		component: "kubectl", version: KubernetesVersion, scratch: "kubernetes-" + KubernetesVersion,
+		pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeLdflags,
+	}
 )
 
 // EnsureBinaries returns the control-plane binaries, building the missing
@@ -156,11 +165,12 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 	if log == nil {
 		log = os.Stderr
 	}
-	recipes := []recipe{etcdRecipe, apiserverRecipe, kcmRecipe}
+	recipes := []recipe{etcdRecipe, apiserverRecipe, kcmRecipe, kubectlRecipe}
 	bins := Binaries{
 		Etcd:                  etcdRecipe.binPath(cache),
 		KubeAPIServer:         apiserverRecipe.binPath(cache),
 		KubeControllerManager: kcmRecipe.binPath(cache),
+		Kubectl:               kubectlRecipe.binPath(cache),
 	}
 	if allUpToDate(cache, recipes) {
 		return bins, nil
@@ -343,7 +353,7 @@ func (b *builder) prepare(ctx context.Context, r recipe) (string, error) {
 		}
 		replaces = append(replaces, "k8s.io/kubernetes => ./kubernetes")
 		requires = []string{"k8s.io/kubernetes " + KubernetesVersion}
-		imports = []string{apiserverRecipe.pkg, kcmRecipe.pkg}
+		imports = []string{apiserverRecipe.pkg, kcmRecipe.pkg, kubectlRecipe.pkg}
 	default:
 		return "", fmt.Errorf("unknown scratch module %q", r.scratch)
 	}

@@ -1,6 +1,7 @@
 // Command build-control-plane builds (once) the etcd, kube-apiserver and
-// kube-controller-manager binaries the end-to-end tests run, and prints
-// their paths as shell assignments, e.g. for a Makefile:
+// kube-controller-manager binaries the end-to-end tests run, and a kubectl
+// of the same version, and prints their paths as shell assignments, e.g.
+// for a Makefile:
 //
 //	eval "$(go run ./test/cluster/cmd/build-control-plane)"
 package main
@@ -23,5 +24,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("ETCD=%s\nKUBE_APISERVER=%s\nKUBE_CONTROLLER_MANAGER=%s\n", bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager)
+	fmt.Printf("ETCD=%s\nKUBE_APISERVER=%s\nKUBE_CONTROLLER_MANAGER=%s\nKUBECTL=%s\n",
+		bins.Etcd, bins.KubeAPIServer, bins.KubeControllerManager, bins.Kubectl)
 }
