@@ -584,7 +584,8 @@ func (s *sandbox) serve() error {
 	}
 	// kubectl, not env.ApplyManifests: the examples carry no namespace,
 	// like any manifest meant for `kubectl apply`, and ApplyManifests does
-	// not default it. This is also exactly what the README has one type.
+	// not default it (the Deployment's create fails with 405). kubectl is
+	// also what a user applies them with.
 	apply := exec.CommandContext(ctx, kubectl, "apply", "-f", filepath.Join(s.repo, "deploy", "examples"))
 	apply.Env = append(os.Environ(), "KUBECONFIG="+in.Kubeconfig)
 	apply.Stdout, apply.Stderr = os.Stdout, os.Stdout
