@@ -161,7 +161,7 @@ func (c *Cloud) applyBatch(action string, l *listener, bs []cloud.Backend) {
 	case actionBatchRegisterTargets:
 		for _, b := range bs {
 			if l.backend(b.Key()) == nil {
-				l.backends = append(l.backends, &backend{Backend: b, healthy: c.defaultHealthy, detail: healthDetail(c.defaultHealthy, "")})
+				l.backends = append(l.backends, &backend{Backend: b, healthy: c.defaultHealthy, detail: healthDetail(c.defaultHealthy, c.defaultHealthDetail)})
 			}
 		}
 	case actionBatchDeregisterTargets:

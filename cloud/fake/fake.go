@@ -106,6 +106,22 @@ func WithSeed(seed uint64) Option {
 // backend (default true) until SetBackendHealth says otherwise.
 func WithDefaultHealthy(healthy bool) Option { return func(a *account) { a.defaultHealthy = healthy } }
 
+// WithDefaultHealthDetail sets the detail a newly registered backend starts
+// with (default "Alive" or "Dead", after WithDefaultHealthy). The emulator,
+// whose prober decides health for real, starts backends "Unknown" as the CLB
+// does before its first verdict.
+func WithDefaultHealthDetail(detail string) Option {
+	return func(a *account) { a.defaultHealthDetail = detail }
+}
+
+// WithVIPs sets how a CLB's address is chosen: vipFor gets the CLB's
+// creation sequence number (1, 2, ...) and whether it is internal, and must
+// return distinct addresses for distinct numbers. The emulator's data plane
+// uses it to give CLBs loopback addresses it can listen on.
+func WithVIPs(vipFor func(seq int, internal bool) string) Option {
+	return func(a *account) { a.vipFor = vipFor }
+}
+
 // Cloud is a CLB account. It implements cloud.Interface; its Start forms and
 // TaskStatus are the asynchronous API underneath, for the emulator. All
 // methods are safe for concurrent use.
@@ -123,6 +139,10 @@ type account struct {
 	taskDuration   time.Duration
 	limits         Limits
 	defaultHealthy bool
+	// defaultHealthDetail is the detail of a new backend; empty means the
+	// one that goes with defaultHealthy.
+	defaultHealthDetail string
+	vipFor              func(seq int, internal bool) string
 
 	// mu guards everything below. It is never held while a call sleeps for
 	// latency or waits for a task.
@@ -148,6 +168,7 @@ func New(opts ...Option) *Cloud {
 		clock:          clock.RealClock{},
 		limits:         Limits{}.withDefaults(),
 		defaultHealthy: true,
+		vipFor:         vip,
 		rand:           mathrand.New(mathrand.NewPCG(1, 1)),
 		lbs:            map[string]*loadBalancer{},
 		tokens:         map[string]string{},

@@ -68,6 +68,18 @@ func (c *Cloud) SetPartialFailureRate(rate float64) {
 	c.partialFailureRate = rate
 }
 
+// ClearFaults removes every injected fault: FailNext, error rates,
+// latencies, the task and partial failure rates.
+func (c *Cloud) ClearFaults() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.failNext)
+	clear(c.errorRates)
+	clear(c.latencies)
+	c.taskFailureRate = 0
+	c.partialFailureRate = 0
+}
+
 // lookup returns the setting for action, or else the one for AnyAction.
 func lookup[V any](settings map[string]V, action string) V {
 	if v, ok := settings[action]; ok {

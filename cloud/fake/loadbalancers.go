@@ -111,7 +111,7 @@ func (c *Cloud) createLoadBalancer(r *request, spec cloud.LoadBalancerSpec) (*lo
 		lb.clientToken = spec.ClientToken
 		c.tokens[spec.ClientToken] = lb.ID
 	}
-	address := vip(lb.seq, spec.SubnetID != "")
+	address := c.vipFor(lb.seq, spec.SubnetID != "")
 	lb.created = c.startTask(r, lb.ID, func(succeeded bool) {
 		if !succeeded {
 			c.removeLoadBalancer(lb)

@@ -173,7 +173,7 @@ func (c *Cloud) AddLoadBalancer(lb cloud.LoadBalancer) cloud.LoadBalancer {
 	lb.Tags = maps.Clone(lb.Tags)
 	added := c.newLoadBalancer(lb.ID, lb)
 	if len(added.VIPs) == 0 {
-		added.VIPs = []string{vip(added.seq, added.SubnetID != "")}
+		added.VIPs = []string{c.vipFor(added.seq, added.SubnetID != "")}
 	}
 	return added.export()
 }
