@@ -91,7 +91,9 @@ func KindOfCode(code string) Kind {
 		code == CodeAuthFailure, strings.HasPrefix(code, CodeAuthFailure+"."),
 		code == CodeInvalidParameterVal, strings.HasPrefix(code, CodeInvalidParameterVal+"."),
 		code == CodeInvalidParameter, code == CodeMissingParameter,
-		code == "InvalidAction":
+		// Configuration errors: a wrong --region or endpoint.
+		code == "InvalidAction", code == "UnsupportedRegion", code == "NoSuchVersion",
+		code == "UnknownParameter", code == "UnsupportedProtocol":
 		return KindTerminal
 	}
 	return KindTransient

@@ -46,7 +46,12 @@ func newFixture(t *testing.T, opts env.ControllerOptions) *fixture {
 	if len(f.ns) > 50 {
 		f.ns = f.ns[:50]
 	}
-	f.ns = strings.TrimRight(strings.ReplaceAll(f.ns, "/", "-"), "-")
+	f.ns = strings.Trim(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, f.ns), "-")
 	if _, err := e.Admin.CoreV1().Namespaces().Create(f.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +74,9 @@ func (f *fixture) startController(opts env.ControllerOptions) *env.Controller {
 
 func (f *fixture) cleanup() {
 	t := f.t
+	// The test's context is already cancelled when cleanups run.
 	ctx := context.Background()
+	f.ctx = ctx
 	if f.ctrl != nil && !t.Failed() {
 		svcs, err := e.Admin.CoreV1().Services(f.ns).List(ctx, metav1.ListOptions{})
 		if err == nil {
@@ -165,7 +172,7 @@ func (f *fixture) scale(name string, replicas int32) {
 	}
 }
 
-func (f *fixture) createService(name string, annotations map[string]string) {
+func (f *fixture) createService(name string, annotations map[string]string, mutate ...func(*corev1.Service)) {
 	f.t.Helper()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns, Annotations: annotations},
@@ -174,6 +181,9 @@ func (f *fixture) createService(name string, annotations map[string]string) {
 			Selector: map[string]string{"app": name},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}},
 		},
+	}
+	for _, m := range mutate {
+		m(svc)
 	}
 	if _, err := e.Admin.CoreV1().Services(f.ns).Create(f.ctx, svc, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
@@ -205,7 +215,8 @@ func (f *fixture) service(name string) *corev1.Service {
 }
 
 // registrablePodEndpoints are "ip:8080" of the Pods the controller must
-// register: running, not terminating, containers ready.
+// register: running, not terminating, containers ready (Ready may wait on
+// the readiness gate, which waits on the registration).
 func (f *fixture) registrablePodEndpoints(app string) []string {
 	f.t.Helper()
 	pods, err := e.Admin.CoreV1().Pods(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: labels.Set{"app": app}.String()})
@@ -214,7 +225,7 @@ func (f *fixture) registrablePodEndpoints(app string) []string {
 	}
 	var out []string
 	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !podReady(&p) {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !podCondition(&p, corev1.ContainersReady) {
 			continue
 		}
 		out = append(out, net.JoinHostPort(p.Status.PodIP, "8080"))
@@ -223,9 +234,11 @@ func (f *fixture) registrablePodEndpoints(app string) []string {
 	return out
 }
 
-func podReady(p *corev1.Pod) bool {
+func podReady(p *corev1.Pod) bool { return podCondition(p, corev1.PodReady) }
+
+func podCondition(p *corev1.Pod, conditionType corev1.PodConditionType) bool {
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
+		if c.Type == conditionType {
 			return c.Status == corev1.ConditionTrue
 		}
 	}
@@ -253,6 +266,12 @@ type clbView struct {
 	vip       string
 	listeners map[string][]string
 	healthy   map[string]int
+}
+
+// backends is the view without health: what the controller decides.
+func (v clbView) backends() string {
+	v.healthy = nil
+	return v.String()
 }
 
 func (v clbView) String() string {
@@ -302,16 +321,16 @@ func (f *fixture) clb(serviceName string) clbView {
 	return view
 }
 
-// expectBackends waits until the Service's CLB has exactly one listener,
-// TCP:80, whose backends are the app's registrable Pods.
-func (f *fixture) expectBackends(serviceName, app string, timeout time.Duration) time.Duration {
+// expectBackends waits until the app has replicas registrable Pods and the
+// Service's CLB has exactly one listener, TCP:80, whose backends are them.
+func (f *fixture) expectBackends(serviceName, app string, replicas int, timeout time.Duration) time.Duration {
 	f.t.Helper()
-	return f.waitFor(timeout, "CLB backends of "+serviceName+" = its Pods", func() (bool, string) {
+	return f.waitFor(timeout, fmt.Sprintf("CLB backends of %s = its %d Pods", serviceName, replicas), func() (bool, string) {
 		want := f.registrablePodEndpoints(app)
 		view := f.clb(serviceName)
 		got, ok := view.listeners["TCP:80"]
-		if !ok || len(view.listeners) != 1 || !slices.Equal(got, want) || len(want) == 0 {
-			return false, fmt.Sprintf("want listener TCP:80 with %v; have %s", want, view)
+		if len(want) != replicas || !ok || len(view.listeners) != 1 || !slices.Equal(got, want) {
+			return false, fmt.Sprintf("want %d Pods on listener TCP:80, Pods %v; have %s", replicas, want, view)
 		}
 		return true, ""
 	})
@@ -362,7 +381,7 @@ func startLoad(addr string, workers int) *load {
 					l.failed.Add(1)
 					l.mu.Lock()
 					if len(l.errs) < 10 {
-						l.errs = append(l.errs, err.Error())
+						l.errs = append(l.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
 					}
 					l.mu.Unlock()
 				} else {

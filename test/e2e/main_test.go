@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	start := time.Now()
-	e, err = env.Start(ctx, env.Options{Dir: dir, Log: os.Stderr})
+	e, err = env.Start(ctx, env.Options{Dir: dir, Log: os.Stderr, EmulatorArgs: []string{"-v", "2"}})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the environment:", err)

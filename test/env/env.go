@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -34,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"clb-direct/cloud/emulator"
 	"clb-direct/cloud/fake"
 	"clb-direct/test/cluster"
 	"clb-direct/test/podsim"
@@ -91,6 +94,8 @@ type Options struct {
 	Log io.Writer
 	// Nodes the Pod simulator creates. Default 3.
 	Nodes int
+	// EmulatorArgs are appended to the emulator's defaults.
+	EmulatorArgs []string
 }
 
 // Env is a running installation, less the controller (StartController).
@@ -104,6 +109,8 @@ type Env struct {
 	Emulator *Emulator
 	log      io.Writer
 	stopSim  context.CancelFunc
+	// netID picks the 127.x networks of this installation.
+	netID int
 }
 
 // Start builds what is missing and starts the control plane, deploy/'s
@@ -130,7 +137,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	fmt.Fprintln(opts.Log, "Starting etcd, kube-apiserver and kube-controller-manager...")
-	if e.Cluster, err = cluster.Start(ctx, cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}); err != nil {
+	// The cluster lives until Stop; ctx only bounds the start.
+	if e.Cluster, err = cluster.Start(context.WithoutCancel(ctx), cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}); err != nil {
 		return nil, err
 	}
 	if e.Admin, err = kubernetes.NewForConfig(e.Cluster.AdminConfig()); err != nil {
@@ -142,11 +150,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopSim = stopSim
-	if e.Sim, err = podsim.Start(simCtx, e.Admin, podsim.Options{Nodes: opts.Nodes}); err != nil {
+	// Pod IPs and VIPs from ranges of this installation's own, so that a
+	// sandbox and a test run side by side never bind the same address.
+	e.netID = 10 + mathrand.IntN(100)
+	podCIDR := fmt.Sprintf("127.%d.0.0/16", e.netID)
+	if e.Sim, err = podsim.Start(simCtx, e.Admin, podsim.Options{Nodes: opts.Nodes, PodCIDR: podCIDR}); err != nil {
 		return nil, fmt.Errorf("starting the Pod simulator: %w", err)
 	}
 	fmt.Fprintln(opts.Log, "Starting the CLB emulator...")
-	if e.Emulator, err = e.StartEmulator(ctx); err != nil {
+	if e.Emulator, err = e.StartEmulator(ctx, opts.EmulatorArgs...); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -177,7 +189,9 @@ type Emulator struct {
 }
 
 // StartEmulator starts a fresh emulator (empty account) with health checks
-// and the data plane on; extra flags are appended.
+// and the data plane on; extra flags are appended. Health checks run ten
+// times faster than configured (a 5 s interval probes every 500 ms) so a
+// test waits on them for seconds, not minutes, with the same thresholds.
 func (e *Env) StartEmulator(ctx context.Context, extra ...string) (*Emulator, error) {
 	addr, err := FreeAddr()
 	if err != nil {
@@ -185,7 +199,8 @@ func (e *Env) StartEmulator(ctx context.Context, extra ...string) (*Emulator, er
 	}
 	em := &Emulator{Addr: addr, SecretID: "AKIDsandbox" + randomHex(8), SecretKey: randomHex(16), Region: Region}
 	args := append([]string{"--listen", addr, "--secret-id", em.SecretID, "--secret-key", em.SecretKey, "--region", em.Region,
-		"--data-plane"}, extra...)
+		"--data-plane", "--vip-cidr", fmt.Sprintf("127.%d.%d.0/24", e.netID+100, mathrand.IntN(256)),
+		"--health-check-time-scale", "0.1", "--task-duration", "100ms"}, extra...)
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	logPath := filepath.Join(e.Dir, "logs", "clb-emulator-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".log")
@@ -207,8 +222,8 @@ func (em *Emulator) State(ctx context.Context) (fake.State, error) {
 }
 
 // Calls reads the emulator's call log.
-func (em *Emulator) Calls(ctx context.Context) ([]fake.Call, error) {
-	var calls []fake.Call
+func (em *Emulator) Calls(ctx context.Context) ([]emulator.CallRecord, error) {
+	var calls []emulator.CallRecord
 	err := em.admin(ctx, http.MethodGet, "/admin/calls", nil, &calls)
 	return calls, err
 }
@@ -260,6 +275,9 @@ type ControllerOptions struct {
 	// KUBERNETES_SERVICE_HOST/PORT in a private mount namespace) instead
 	// of a kubeconfig. Both authenticate as deploy/'s ServiceAccount.
 	InCluster bool
+	// NoWebhook leaves the readiness-gate webhook out; by default the
+	// controller serves it over TLS and the API server calls it.
+	NoWebhook bool
 	// Args are appended to the defaults (a later flag wins).
 	Args []string
 }
@@ -285,6 +303,18 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 		"--leader-elect-resource-namespace", ControllerNamespace,
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms",
 		"--health-probe-bind-address", healthAddr, "--resync-period", "30s", "-v", "4",
+	}
+	var webhookAddr string
+	var caPEM []byte
+	if !opts.NoWebhook {
+		var certFile, keyFile string
+		if caPEM, certFile, keyFile, err = webhookCert(dir); err != nil {
+			return nil, err
+		}
+		if webhookAddr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--webhook-bind-address", webhookAddr, "--webhook-cert-file", certFile, "--webhook-key-file", keyFile)
 	}
 	env := []string{"TENCENTCLOUD_SECRET_ID=" + e.Emulator.SecretID, "TENCENTCLOUD_SECRET_KEY=" + e.Emulator.SecretKey}
 	bin := e.Bins.Controller
@@ -318,6 +348,12 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				if webhookAddr != "" {
+					if err := e.registerWebhook(ctx, webhookAddr, caPEM); err != nil {
+						p.Kill()
+						return nil, err
+					}
+				}
 				return c, nil
 			}
 		}
@@ -352,10 +388,29 @@ func (e *Env) serviceAccountKubeconfig(ctx context.Context, dir string) (string,
 // ApplyManifests creates the objects of YAML files (several documents per
 // file), leaving existing ones as they are.
 func ApplyManifests(ctx context.Context, client kubernetes.Interface, paths ...string) error {
+	objs, err := decodeManifests(paths...)
+	if err != nil {
+		return err
+	}
+	for _, obj := range objs {
+		// Like kubectl, put namespaced objects without one in "default".
+		if accessor, err := meta.Accessor(obj); err == nil && accessor.GetNamespace() == "" && namespaced(obj) {
+			accessor.SetNamespace(metav1.NamespaceDefault)
+		}
+		if err := create(ctx, client, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %T: %w", obj, err)
+		}
+	}
+	return nil
+}
+
+// decodeManifests reads the objects of YAML files, several documents each.
+func decodeManifests(paths ...string) ([]runtime.Object, error) {
+	var objs []runtime.Object
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 		for {
@@ -363,21 +418,27 @@ func ApplyManifests(ctx context.Context, client kubernetes.Interface, paths ...s
 			if err := decoder.Decode(&raw); err == io.EOF {
 				break
 			} else if err != nil {
-				return fmt.Errorf("decoding %s: %w", path, err)
+				return nil, fmt.Errorf("decoding %s: %w", path, err)
 			}
 			if len(bytes.TrimSpace(raw.Raw)) == 0 {
 				continue
 			}
 			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
 			if err != nil {
-				return fmt.Errorf("decoding %s: %w", path, err)
+				return nil, fmt.Errorf("decoding %s: %w", path, err)
 			}
-			if err := create(ctx, client, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating an object of %s: %w", path, err)
-			}
+			objs = append(objs, obj)
 		}
 	}
-	return nil
+	return objs, nil
+}
+
+func namespaced(obj runtime.Object) bool {
+	switch obj.(type) {
+	case *corev1.Namespace, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding:
+		return false
+	}
+	return true
 }
 
 func create(ctx context.Context, c kubernetes.Interface, obj runtime.Object) error {
