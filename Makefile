@@ -12,7 +12,7 @@ build: ## Build the controller and the CLB emulator into ./bin.
 	$(GO) build -o $(BIN)/clb-direct .
 	@if [ -d cmd/clb-emulator ]; then $(GO) build -o $(BIN)/clb-emulator ./cmd/clb-emulator; fi
 
-test: vet fmt-check unit ## Everything CI runs.
+test: vet fmt-check unit e2e ## Everything CI runs.
 
 unit: ## Unit tests (fake clientset, fake CLB), race detector on.
 	$(GO) test -race -count=1 ./...
