@@ -54,6 +54,10 @@ type Worker struct {
 	waiting map[string]bool
 	// warned holds the UIDs of Pods already told about the timeout.
 	warned map[types.UID]bool
+	// passed holds the UIDs of Pods whose True patch succeeded but whose
+	// informer update has not arrived yet: a stale event must not make
+	// them wait again (and a flap turn the gate back to False).
+	passed map[types.UID]bool
 	wake   chan struct{}
 }
 
@@ -72,7 +76,7 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 	w := &Worker{
 		client: client, cloud: clb, source: source, recorder: recorder,
 		podLister: podInformer.Lister(), podsSynced: podInformer.Informer().HasSynced,
-		opts: opts, waiting: map[string]bool{}, warned: map[types.UID]bool{}, wake: make(chan struct{}, 1),
+		opts: opts, waiting: map[string]bool{}, warned: map[types.UID]bool{}, passed: map[types.UID]bool{}, wake: make(chan struct{}, 1),
 	}
 	logger := klog.FromContext(ctx)
 	_, err := podInformer.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
@@ -96,6 +100,10 @@ func (w *Worker) track(obj any) {
 	defer w.mu.Unlock()
 	if !pending(pod) {
 		delete(w.waiting, key)
+		delete(w.passed, pod.UID)
+		return
+	}
+	if w.passed[pod.UID] {
 		return
 	}
 	if !w.waiting[key] {
@@ -116,6 +124,7 @@ func (w *Worker) untrack(obj any) {
 	defer w.mu.Unlock()
 	delete(w.waiting, cache.MetaObjectToName(pod).String())
 	delete(w.warned, pod.UID)
+	delete(w.passed, pod.UID)
 }
 
 // Poke asks for a round soon, e.g. after the controller registered Pods.
@@ -220,10 +229,12 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 		} else {
 			// Settled for the Pod's life. Forget it now rather than when the
 			// informer brings the patched Pod: until then the lister still
-			// has it pending, and a round in between would patch it back to
+			// has it pending, and a round in between (or a stale event
+			// putting it back in the waiting set) would patch it back to
 			// False on a health flap.
 			w.mu.Lock()
 			delete(w.waiting, wp.key)
+			w.passed[wp.pod.UID] = true
 			w.mu.Unlock()
 			logger.V(2).Info("Readiness gate passed", "pod", klog.KObj(wp.pod), "reason", verdict.Reason)
 		}

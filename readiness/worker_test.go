@@ -606,3 +606,20 @@ func TestWorkerForgetsDeletedPods(t *testing.T) {
 		return len(f.w.waiting) == 0 && len(f.w.warned) == 0
 	})
 }
+
+// An update event older than the True patch (the Pod as it was before)
+// must not make a passed Pod wait again.
+func TestWorkerIgnoresAStaleEventAfterTrue(t *testing.T) {
+	f := newWorkerFixture(t)
+	f.addPod("a", "10.0.0.1")
+	stale, err := f.client.CoreV1().Pods("ns").Get(f.ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.round()
+	f.expectCondition("a", v1.ConditionTrue, ReasonReady, f.readyMessage())
+	f.w.track(stale)
+	if got := f.w.waitingKeys(); len(got) != 0 {
+		t.Errorf("a stale event put the passed Pod back to waiting: %q", got)
+	}
+}
