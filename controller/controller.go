@@ -229,7 +229,9 @@ func (c *Controller) enqueueService(obj any) {
 
 func (c *Controller) onServiceUpdate(oldObj, newObj any) {
 	oldSvc, newSvc := oldObj.(*v1.Service), newObj.(*v1.Service)
-	if oldSvc.ResourceVersion == newSvc.ResourceVersion {
+	// A resync hands the cached object as both old and new; a real update
+	// brings a new resource version (the fake clientset leaves it empty).
+	if oldObj == newObj || oldSvc.ResourceVersion != "" && oldSvc.ResourceVersion == newSvc.ResourceVersion {
 		// A periodic resync: the next sync re-reads the CLB to repair drift.
 		key, err := cache.MetaNamespaceKeyFunc(newSvc)
 		if err == nil {

@@ -304,7 +304,7 @@ func TestSecondSyncWritesNothing(t *testing.T) {
 	}
 
 	// A periodic resync re-reads the CLB once, and still writes nothing.
-	f.ctrl.onServiceUpdate(f.service(), f.service())
+	f.resync()
 	f.mustSync()
 	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets")
 }
@@ -463,7 +463,7 @@ func TestCLBDeletedBehindOurBackIsRecreated(t *testing.T) {
 	if err := f.cloud.DeleteLoadBalancer(f.ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	f.ctrl.onServiceUpdate(f.service(), f.service()) // the periodic resync notices
+	f.resync() // the periodic resync notices
 	f.mustSync()
 	f.expectActions("DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2")
 	if now := f.loadBalancerID(); now == old || now == "" {
@@ -638,4 +638,11 @@ func waitFor(cond func() bool) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("condition not met in 5s")
+}
+
+// resync delivers what the informer's periodic resync does: the cached
+// Service as both old and new.
+func (f *fixture) resync() {
+	svc := f.service()
+	f.ctrl.onServiceUpdate(svc, svc)
 }
