@@ -25,18 +25,19 @@ func gateCondition(p *corev1.Pod) *corev1.PodCondition {
 	return nil
 }
 
-// Bound: 3 new Pods get the gate from the webhook (called by the API server
+// Bound: 10 new Pods get the gate from the webhook (called by the API server
 // over TLS), and each turns True only after the CLB reported it healthy,
 // within the poll interval (1 s) plus 1 s of that report; all within 60 s.
 func TestReadinessGateFollowsCLBHealth(t *testing.T) {
 	f := newFixture(t, env.ControllerOptions{})
-	f.createDeployment("web", 3)
+	const replicas = 10
+	f.createDeployment("web", replicas)
 	f.createService("web", direct)
 
 	healthyAt := map[string]time.Time{} // pod IP → first seen healthy on the CLB
 	trueAt := map[string]time.Time{}    // pod IP → first seen gate True
 	var violations []string
-	f.waitFor(60*time.Second, "3 Pods with the gate True", func() (bool, string) {
+	f.waitFor(60*time.Second, "all Pods with the gate True", func() (bool, string) {
 		now := time.Now()
 		view := f.clb("web")
 		if lb, ok := f.loadBalancer(view.id); ok {
@@ -70,7 +71,7 @@ func TestReadinessGateFollowsCLBHealth(t *testing.T) {
 				}
 			}
 		}
-		return len(trueAt) == 3, strings.Join(states, "; ")
+		return len(trueAt) == replicas, strings.Join(states, "; ")
 	})
 	for _, v := range violations {
 		t.Error(v)
