@@ -64,7 +64,7 @@ func main() {
 	if len(os.Args) < 2 {
 		usage()
 	}
-	repo, err := env.RepoRoot()
+	repo, err := cluster.RepoRoot()
 	if err != nil {
 		fatal(err)
 	}

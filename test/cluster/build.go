@@ -52,16 +52,16 @@ func DefaultCacheDir() (string, error) {
 	if d := os.Getenv("CLB_DIRECT_CACHE"); d != "" {
 		return filepath.Abs(d)
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, "_output"), nil
 }
 
-// repoRoot walks up from the working directory (go test runs in the package
+// RepoRoot walks up from the working directory (go test runs in the package
 // directory) to the go.mod of module clb-direct.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -68,24 +67,6 @@ func BuildBinaries(ctx context.Context, repoRoot, dir string) (Binaries, error) 
 	return b, nil
 }
 
-// RepoRoot finds the checkout's root from the working directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // Options configure Start.
 type Options struct {
 	// Dir holds logs, kubeconfigs and state. Required.
@@ -119,7 +100,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.Log == nil {
 		opts.Log = os.Stderr
 	}
-	repo, err := RepoRoot()
+	repo, err := cluster.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
