@@ -182,9 +182,14 @@ type Interface interface {
 	DeleteLoadBalancer(ctx context.Context, loadBalancerID string) error
 
 	DescribeListeners(ctx context.Context, loadBalancerID string) ([]Listener, error)
+	// CreateListener returns the listener as DescribeListeners reports it:
+	// spec with the CLB's defaults for what it leaves out.
 	CreateListener(ctx context.Context, loadBalancerID string, spec ListenerSpec) (Listener, error)
 	// ModifyListener changes the listener's health check, session persistence
-	// and scheduler to those of spec.
+	// and scheduler to those of spec. As the API, it changes only what spec
+	// sets: a nil health check or an empty scheduler keeps the listener's,
+	// the zero fields of an enabled check keep theirs, and a disabled check
+	// keeps its settings.
 	ModifyListener(ctx context.Context, loadBalancerID, listenerID string, spec ListenerSpec) error
 	// DeleteListener removes the listener and every backend on it.
 	DeleteListener(ctx context.Context, loadBalancerID, listenerID string) error
@@ -194,7 +199,9 @@ type Interface interface {
 	DescribeBackends(ctx context.Context, loadBalancerID string) (map[string][]Backend, error)
 	// RegisterBackends, DeregisterBackends and ModifyBackendWeights take at
 	// most MaxBackendsPerBatch backends, on any listeners of one CLB. When
-	// only some listeners fail the error is a *PartialFailure naming them.
+	// only some listeners fail the error is a *PartialFailure naming them,
+	// except for ModifyBackendWeights: the API cannot name them, so it fails
+	// as a whole (a transient FailedOperation), which is safe to repeat.
 	RegisterBackends(ctx context.Context, loadBalancerID string, backends []ListenerBackend) error
 	DeregisterBackends(ctx context.Context, loadBalancerID string, backends []ListenerBackend) error
 	ModifyBackendWeights(ctx context.Context, loadBalancerID string, backends []ListenerBackend) error

@@ -59,7 +59,10 @@ func (c *Cloud) StartDeregisterBackends(ctx context.Context, lbID string, backen
 }
 
 // ModifyBackendWeights is BatchModifyTargetWeight; every backend must be on
-// its listener, or the whole call is an InvalidParameter.
+// its listener, or the whole call is an InvalidParameter. The API cannot
+// name the listeners it failed for, so a partial failure (see
+// SetPartialFailureRate) fails the whole call with a FailedOperation at
+// once, while the task changes the other listeners.
 func (c *Cloud) ModifyBackendWeights(ctx context.Context, lbID string, backends []cloud.ListenerBackend) error {
 	return c.write(ctx, actionBatchModifyWeight, lbID, len(backends), c.batch(lbID, backends))
 }

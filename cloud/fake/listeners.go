@@ -77,7 +77,9 @@ func (c *Cloud) createListener(r *request, lbID string, spec cloud.ListenerSpec)
 
 // ModifyListener changes a listener's health check, session persistence and
 // scheduler to those of spec; a nil health check or an empty scheduler
-// leaves the listener's own.
+// leaves the listener's own. As in the API, which changes only what a call
+// names, the zero fields of an enabled health check keep the listener's
+// values, and a disabled one keeps its settings.
 func (c *Cloud) ModifyListener(ctx context.Context, lbID, listenerID string, spec cloud.ListenerSpec) error {
 	return c.write(ctx, actionModifyListener, lbID, 0, func(r *request) (*task, []string, error) {
 		t, err := c.modifyListener(r, lbID, listenerID, spec)
@@ -186,11 +188,16 @@ func listenerToCreate(lb *loadBalancer, spec cloud.ListenerSpec) (cloud.Listener
 
 // withSettings returns base with the health check, session persistence and
 // scheduler of spec, validated as the CLB does; a nil health check or an
-// empty scheduler keeps base's.
+// empty scheduler keeps base's, and a health check changes base's only in
+// what it sets (see healthCheckOver).
 func withSettings(base, spec cloud.ListenerSpec) (cloud.ListenerSpec, error) {
 	out := base
 	if spec.HealthCheck != nil {
-		hc, err := validHealthCheck(*spec.HealthCheck)
+		current := defaultHealthCheck
+		if base.HealthCheck != nil {
+			current = *base.HealthCheck
+		}
+		hc, err := validHealthCheck(healthCheckOver(current, *spec.HealthCheck))
 		if err != nil {
 			return base, err
 		}
@@ -208,6 +215,36 @@ func withSettings(base, spec cloud.ListenerSpec) (cloud.ListenerSpec, error) {
 	}
 	out.SessionExpireSeconds = spec.SessionExpireSeconds
 	return out, nil
+}
+
+// healthCheckOver is base changed by a request naming hc, as the API
+// changes a listener's check (and the adapter speaks to it, sending only
+// what is set): a disabled hc turns the check off and keeps its settings;
+// an enabled one sets the fields hc sets (non-zero) and keeps base's others.
+func healthCheckOver(base, hc cloud.HealthCheck) cloud.HealthCheck {
+	out := base
+	out.Enabled = hc.Enabled
+	if !hc.Enabled {
+		return out
+	}
+	for _, f := range []struct{ dst, v *int64 }{
+		{&out.IntervalSeconds, &hc.IntervalSeconds}, {&out.TimeoutSeconds, &hc.TimeoutSeconds},
+		{&out.HealthyThreshold, &hc.HealthyThreshold}, {&out.UnhealthyThreshold, &hc.UnhealthyThreshold},
+		{&out.HTTPCode, &hc.HTTPCode},
+	} {
+		if *f.v != 0 {
+			*f.dst = *f.v
+		}
+	}
+	for _, f := range []struct{ dst, v *string }{
+		{&out.CheckType, &hc.CheckType}, {&out.HTTPPath, &hc.HTTPPath},
+		{&out.HTTPDomain, &hc.HTTPDomain}, {&out.HTTPMethod, &hc.HTTPMethod},
+	} {
+		if *f.v != "" {
+			*f.dst = *f.v
+		}
+	}
+	return out
 }
 
 // validHealthCheck checks an enabled health check against the CLB's ranges

@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"clb-direct/cloud"
@@ -131,6 +132,12 @@ func (c *Cloud) write(ctx context.Context, action, lbID string, backends int, fn
 		t, failed, err = fn(r)
 		return err
 	})
+	if err == nil && len(failed) > 0 && action == actionBatchModifyWeight {
+		// BatchModifyTargetWeight has no FailListenerIdSet to name the
+		// listeners it failed for: the whole call fails at once, while its
+		// task changes the other listeners, as the emulator answers it.
+		return c.end(r, weightsFailure(failed, t.id))
+	}
 	if err == nil {
 		err = c.wait(ctx, t)
 	}
@@ -138,6 +145,13 @@ func (c *Cloud) write(ctx context.Context, action, lbID string, backends int, fn
 		err = partialFailure(action, failed)
 	}
 	return c.end(r, err)
+}
+
+// weightsFailure is the error of a BatchModifyTargetWeight that failed for
+// the given listeners.
+func weightsFailure(failed []string, taskID string) error {
+	return cloud.NewError(actionBatchModifyWeight, cloud.CodeFailedOperation,
+		fmt.Sprintf("modifying weights failed on listeners %s", strings.Join(failed, ",")), taskID)
 }
 
 // partialFailure is the error of a batch that failed for the given

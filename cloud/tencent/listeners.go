@@ -87,9 +87,10 @@ func healthCheckToAPI(hc *cloud.HealthCheck) *clb.HealthCheck {
 	}
 }
 
-// CreateListener creates one listener and returns it once its task is done.
-// It is not retried after a network failure: a second create of the same
-// port would fail on the first one's listener.
+// CreateListener creates one listener and returns it once its task is done,
+// as DescribeListeners would (see createdListener). It is not retried after
+// a network failure: a second create of the same port would fail on the
+// first one's listener.
 func (c *Cloud) CreateListener(ctx context.Context, loadBalancerID string, spec cloud.ListenerSpec) (cloud.Listener, error) {
 	req := clb.NewCreateListenerRequest()
 	req.LoadBalancerId = str(loadBalancerID)
@@ -114,7 +115,44 @@ func (c *Cloud) CreateListener(ctx context.Context, loadBalancerID string, spec 
 	if err := c.waitTask(ctx, req.GetAction(), loadBalancerID, resp.Response.RequestId); err != nil {
 		return cloud.Listener{}, err
 	}
-	return cloud.Listener{ID: ids[0], ListenerSpec: spec}, nil
+	return createdListener(ids[0], spec), nil
+}
+
+// The CLB's defaults for what CreateListener leaves out, as the API
+// documents them.
+var (
+	defaultHealthCheck = cloud.HealthCheck{
+		Enabled: true, IntervalSeconds: 5, TimeoutSeconds: 2, HealthyThreshold: 3, UnhealthyThreshold: 3,
+	}
+	defaultScheduler = "WRR"
+)
+
+// createdListener is the listener CreateListener made from spec: what the
+// request set (healthCheckToAPI sends an enabled check's non-zero fields, and
+// only the switch of a disabled one) over the CLB's defaults. That is what
+// the caller records as observed, without a call to read it back.
+func createdListener(id string, spec cloud.ListenerSpec) cloud.Listener {
+	hc := defaultHealthCheck
+	if in := spec.HealthCheck; in != nil {
+		hc.Enabled = in.Enabled
+		if in.Enabled {
+			for _, f := range []struct{ dst, v *int64 }{
+				{&hc.IntervalSeconds, &in.IntervalSeconds}, {&hc.TimeoutSeconds, &in.TimeoutSeconds},
+				{&hc.HealthyThreshold, &in.HealthyThreshold}, {&hc.UnhealthyThreshold, &in.UnhealthyThreshold},
+				{&hc.HTTPCode, &in.HTTPCode},
+			} {
+				if *f.v != 0 {
+					*f.dst = *f.v
+				}
+			}
+			hc.CheckType, hc.HTTPPath, hc.HTTPDomain, hc.HTTPMethod = in.CheckType, in.HTTPPath, in.HTTPDomain, in.HTTPMethod
+		}
+	}
+	spec.HealthCheck = &hc
+	if spec.Scheduler == "" {
+		spec.Scheduler = defaultScheduler
+	}
+	return cloud.Listener{ID: id, ListenerSpec: spec}
 }
 
 // ModifyListener sets the listener's health check (when spec has one),
