@@ -54,9 +54,9 @@ type Worker struct {
 	waiting map[string]bool
 	// warned holds the UIDs of Pods already told about the timeout.
 	warned map[types.UID]bool
-	// passed holds the UIDs of Pods whose True patch succeeded but whose
-	// informer update has not arrived yet: a stale event must not make
-	// them wait again (and a flap turn the gate back to False).
+	// passed holds the UIDs of Pods whose True patch succeeded, until they
+	// are deleted: an event older than the patch must not make them wait
+	// again (and a health flap turn the gate back to False).
 	passed map[types.UID]bool
 	wake   chan struct{}
 }
@@ -100,7 +100,6 @@ func (w *Worker) track(obj any) {
 	defer w.mu.Unlock()
 	if !pending(pod) {
 		delete(w.waiting, key)
-		delete(w.passed, pod.UID)
 		return
 	}
 	if w.passed[pod.UID] {
