@@ -324,14 +324,7 @@ func apiError(code, format string, args ...any) *cloud.Error {
 
 // sleep waits d on the account's clock, or until ctx is done.
 func (c *Cloud) sleep(ctx context.Context, d time.Duration) error {
-	t := c.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C():
-		return nil
-	}
+	return cloud.Sleep(ctx, c.clock, d)
 }
 
 // bucket is the token bucket of one action.

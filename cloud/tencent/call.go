@@ -230,14 +230,7 @@ func (b Backoff) delay(n int) time.Duration {
 
 // sleep waits d, or returns ctx's error when it ends first.
 func (c *Cloud) sleep(ctx context.Context, d time.Duration) error {
-	t := c.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C():
-		return nil
-	}
+	return cloud.Sleep(ctx, c.clock, d)
 }
 
 // ctxTransport gives the SDK's requests, made without a context, the
