@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,12 @@ const (
 	AnnotationDirectAccess = "service.cloud.tencent.com/direct-access"
 	// AnnotationBackendWeight is the weight every backend gets (0-100).
 	AnnotationBackendWeight = "service.cloud.tencent.com/lb-rs-weight"
+	// AnnotationGraceShutdown "true" keeps a terminating Pod registered
+	// with weight 0 until it is gone, so its connections drain.
+	AnnotationGraceShutdown = "service.cloud.tencent.com/enable-grace-shutdown"
+	// AnnotationGraceShutdownTKEx "true" gives a Pod that is not ready
+	// weight 0 instead of deregistering it.
+	AnnotationGraceShutdownTKEx = "service.cloud.tencent.com/enable-grace-shutdown-tkex"
 	// AnnotationLoadBalancerID is written by the controller: the CLB in use.
 	AnnotationLoadBalancerID = "service.kubernetes.io/loadbalance-id"
 )
@@ -37,6 +44,10 @@ const DefaultBackendWeight int32 = 10
 type ServiceConfig struct {
 	DirectAccess  bool
 	BackendWeight int32
+	// GraceShutdown keeps terminating Pods at weight 0 until they are gone.
+	GraceShutdown bool
+	// GraceShutdownTKEx keeps Pods that are not ready at weight 0.
+	GraceShutdownTKEx bool
 }
 
 // parseServiceConfig reads the annotations the controller understands. Every
@@ -45,12 +56,20 @@ type ServiceConfig struct {
 func parseServiceConfig(svc *v1.Service) (ServiceConfig, error) {
 	cfg := ServiceConfig{BackendWeight: DefaultBackendWeight}
 	var errs []error
-	if v, ok := svc.Annotations[AnnotationDirectAccess]; ok {
+	for annotation, field := range map[string]*bool{
+		AnnotationDirectAccess:      &cfg.DirectAccess,
+		AnnotationGraceShutdown:     &cfg.GraceShutdown,
+		AnnotationGraceShutdownTKEx: &cfg.GraceShutdownTKEx,
+	} {
+		v, ok := svc.Annotations[annotation]
+		if !ok {
+			continue
+		}
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("annotation %s=%q: want \"true\" or \"false\"", AnnotationDirectAccess, v))
+			errs = append(errs, fmt.Errorf("annotation %s=%q: want \"true\" or \"false\"", annotation, v))
 		}
-		cfg.DirectAccess = b
+		*field = b
 	}
 	if v, ok := svc.Annotations[AnnotationBackendWeight]; ok {
 		w, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
@@ -60,5 +79,7 @@ func parseServiceConfig(svc *v1.Service) (ServiceConfig, error) {
 			cfg.BackendWeight = int32(w)
 		}
 	}
+	// Map order is random; the message must not be.
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return cfg, errors.Join(errs...)
 }

@@ -52,6 +52,10 @@ func TestParseServiceConfig(t *testing.T) {
 		{name: "weight overflows int32", svc: annotated(weight, "4294967306"), wantErr: []string{weight}},
 		{name: "weight empty", svc: annotated(weight, ""), wantErr: []string{weight}},
 		{name: "both invalid", svc: annotated(direct, "yes", weight, "abc"), wantErr: []string{direct, `"yes"`, weight, `"abc"`}},
+		{name: "grace shutdown", svc: annotated(AnnotationGraceShutdown, "true"), want: ServiceConfig{BackendWeight: 10, GraceShutdown: true}},
+		{name: "grace shutdown tkex", svc: annotated(AnnotationGraceShutdownTKEx, "true"), want: ServiceConfig{BackendWeight: 10, GraceShutdownTKEx: true}},
+		{name: "grace shutdown invalid", svc: annotated(AnnotationGraceShutdown, "on"), wantErr: []string{AnnotationGraceShutdown, `"on"`}},
+		{name: "grace shutdown tkex invalid", svc: annotated(AnnotationGraceShutdownTKEx, "1x"), wantErr: []string{AnnotationGraceShutdownTKEx, `"1x"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -646,3 +646,30 @@ func (f *fixture) resync() {
 	svc := f.service()
 	f.ctrl.onServiceUpdate(svc, svc)
 }
+
+func TestGraceShutdownDrainsATerminatingPodAtWeightZero(t *testing.T) {
+	svc := directService(func(s *v1.Service) { s.Annotations[AnnotationGraceShutdown] = "true" })
+	f := newFixture(t, nil, svc, readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+
+	pod, err := f.client.CoreV1().Pods(testNamespace).Get(f.ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podTerminating(pod)
+	if _, err := f.client.CoreV1().Pods(testNamespace).Update(f.ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.mustSync()
+	// Not deregistered: weight 0, so established connections drain.
+	f.expectActions("BatchModifyTargetWeight:2")
+	want := []string{"53/UDP 10.0.0.1:5353 w0", "53/UDP 10.0.0.2:5353 w10", "80/TCP 10.0.0.1:8080 w0", "80/TCP 10.0.0.2:8080 w10"}
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends:\n got  %q\n want %q", got, want)
+	}
+
+	f.deletePod("a") // gone for good
+	f.mustSync()
+	f.expectActions("BatchDeregisterTargets:2")
+}

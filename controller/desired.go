@@ -59,22 +59,30 @@ func listenerNamePrefix(serviceUID types.UID) string {
 // on the host network, exposes the port's target port, and is either Ready
 // or has ready containers and waits only on our readiness gate (that gate
 // turns True only once the Pod is registered and healthy, so waiting for
-// Ready would deadlock). Pods without an IP are silently skipped: they are
-// not running yet. hostNetwork Pods and Pods missing a named target port are
-// reported as problems because only the user can fix them.
+// Ready would deadlock). With graceful shutdown a terminating Pod, and with
+// the TKEx variant a Pod that is not ready, stays a backend with weight 0:
+// no new connections, the established ones drain. Pods without an IP are
+// silently skipped: they are not running yet. hostNetwork Pods and Pods
+// missing a named target port are reported as problems because only the
+// user can fix them.
 func buildDesiredState(svc *v1.Service, cfg ServiceConfig, pods []*v1.Pod) DesiredState {
 	var state DesiredState
-	candidates := make([]*v1.Pod, 0, len(pods))
+	type candidate struct {
+		pod    *v1.Pod
+		weight int32
+	}
+	candidates := make([]candidate, 0, len(pods))
 	var hostNetwork []string
 	for _, pod := range pods {
-		if !isBackendCandidate(pod) {
+		weight, ok := backendWeight(pod, cfg)
+		if !ok {
 			continue
 		}
 		if pod.Spec.HostNetwork {
 			hostNetwork = append(hostNetwork, pod.Name)
 			continue
 		}
-		candidates = append(candidates, pod)
+		candidates = append(candidates, candidate{pod: pod, weight: weight})
 	}
 	if len(hostNetwork) > 0 {
 		slices.Sort(hostNetwork)
@@ -92,14 +100,14 @@ func buildDesiredState(svc *v1.Service, cfg ServiceConfig, pods []*v1.Pod) Desir
 		key := ListenerKey{Protocol: protocol, Port: port.Port}
 		listener := DesiredListener{ListenerKey: key, Name: listenerName(svc.UID, key)}
 		var missingPort []string
-		for _, pod := range candidates {
-			targetPort, ok := resolveTargetPort(port, pod)
+		for _, c := range candidates {
+			targetPort, ok := resolveTargetPort(port, c.pod)
 			if !ok {
-				missingPort = append(missingPort, pod.Name)
+				missingPort = append(missingPort, c.pod.Name)
 				continue
 			}
 			listener.Backends = append(listener.Backends, cloud.Backend{
-				IP: pod.Status.PodIP, Port: targetPort, Weight: cfg.BackendWeight,
+				IP: c.pod.Status.PodIP, Port: targetPort, Weight: c.weight,
 			})
 		}
 		if len(missingPort) > 0 {
@@ -108,7 +116,11 @@ func buildDesiredState(svc *v1.Service, cfg ServiceConfig, pods []*v1.Pod) Desir
 				"port %d: target port %q is not a %s container port of Pods %s",
 				port.Port, port.TargetPort.String(), protocolOrTCP(port.Protocol), summarize(missingPort)))
 		}
-		slices.SortFunc(listener.Backends, compareBackends)
+		// Two Pods with one IP (a terminating one and its successor): the
+		// higher weight, the live one, wins.
+		slices.SortFunc(listener.Backends, func(a, b cloud.Backend) int {
+			return cmp.Or(compareBackends(a, b), cmp.Compare(b.Weight, a.Weight))
+		})
 		listener.Backends = slices.CompactFunc(listener.Backends, func(a, b cloud.Backend) bool { return a.Key() == b.Key() })
 		state.Listeners = append(state.Listeners, listener)
 	}
@@ -116,6 +128,22 @@ func buildDesiredState(svc *v1.Service, cfg ServiceConfig, pods []*v1.Pod) Desir
 	// Two Service ports cannot share a protocol and port (the API server
 	// refuses it), so no two desired listeners share a key.
 	return state
+}
+
+// backendWeight says whether a Pod is a backend, before looking at its
+// ports, and with what weight.
+func backendWeight(pod *v1.Pod, cfg ServiceConfig) (int32, bool) {
+	if pod.Status.PodIP == "" || pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		return 0, false
+	}
+	switch {
+	case pod.DeletionTimestamp != nil:
+		return 0, cfg.GraceShutdown
+	case podReadyOrWaitingOnlyForGate(pod):
+		return cfg.BackendWeight, true
+	default:
+		return 0, cfg.GraceShutdownTKEx
+	}
 }
 
 // isBackendCandidate says whether a Pod may carry traffic, before looking at

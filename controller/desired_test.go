@@ -264,6 +264,30 @@ func TestBuildDesiredState(t *testing.T) {
 			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80, mkBackend("10.0.0.1", 8080))},
 		},
 		{
+			name: "grace shutdown keeps a terminating pod at weight 0",
+			cfg:  &ServiceConfig{DirectAccess: true, BackendWeight: DefaultBackendWeight, GraceShutdown: true},
+			pods: []*v1.Pod{mkPod("web-1", "10.0.0.1"), mkPod("web-2", "10.0.0.2", podTerminating), mkPod("web-3", "10.0.0.3", podUnready)},
+			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80, mkBackend("10.0.0.1", 8080), weighted(mkBackend("10.0.0.2", 8080), 0))},
+		},
+		{
+			name: "grace shutdown tkex keeps an unready pod at weight 0, not a terminating one",
+			cfg:  &ServiceConfig{DirectAccess: true, BackendWeight: DefaultBackendWeight, GraceShutdownTKEx: true},
+			pods: []*v1.Pod{mkPod("web-1", "10.0.0.1"), mkPod("web-2", "10.0.0.2", podTerminating), mkPod("web-3", "10.0.0.3", podUnready)},
+			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80, mkBackend("10.0.0.1", 8080), weighted(mkBackend("10.0.0.3", 8080), 0))},
+		},
+		{
+			name: "grace shutdown: a terminating pod and its successor on the same IP, the live one wins",
+			cfg:  &ServiceConfig{DirectAccess: true, BackendWeight: DefaultBackendWeight, GraceShutdown: true},
+			pods: []*v1.Pod{mkPod("old", "10.0.0.1", podTerminating), mkPod("new", "10.0.0.1")},
+			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80, mkBackend("10.0.0.1", 8080))},
+		},
+		{
+			name: "grace shutdown: a finished pod is gone, whatever its deletion state",
+			cfg:  &ServiceConfig{DirectAccess: true, BackendWeight: DefaultBackendWeight, GraceShutdown: true, GraceShutdownTKEx: true},
+			pods: []*v1.Pod{mkPod("done", "10.0.0.1", podTerminating, podPhase(v1.PodSucceeded)), mkPod("failed", "10.0.0.2", podPhase(v1.PodFailed))},
+			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80)},
+		},
+		{
 			name: "pod with unready containers is excluded",
 			pods: []*v1.Pod{mkPod("web-1", "10.0.0.1", podUnready), mkPod("web-2", "10.0.0.2")},
 			want: []DesiredListener{mkListener(cloud.ProtocolTCP, 80, mkBackend("10.0.0.2", 8080))},
