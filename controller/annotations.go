@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +27,14 @@ const (
 	// AnnotationGraceShutdownTKEx "true" gives a Pod that is not ready
 	// weight 0 instead of deregistering it.
 	AnnotationGraceShutdownTKEx = "service.cloud.tencent.com/enable-grace-shutdown-tkex"
+	// AnnotationExistingLoadBalancer names a CLB the user made: it is used
+	// as it is, never deleted, and only listeners we create on it change.
+	AnnotationExistingLoadBalancer = "service.kubernetes.io/tke-existed-lbid"
+	// AnnotationInternalSubnet makes a new CLB internal, in that subnet.
+	AnnotationInternalSubnet = "service.kubernetes.io/qcloud-loadbalancer-internal-subnetid"
+	// AnnotationExtensiveParameters is a JSON object merged into the
+	// CreateLoadBalancer request (bandwidth, ISP, zones...).
+	AnnotationExtensiveParameters = "service.kubernetes.io/service.extensiveParameters"
 	// AnnotationLoadBalancerID is written by the controller: the CLB in use.
 	AnnotationLoadBalancerID = "service.kubernetes.io/loadbalance-id"
 )
@@ -48,7 +58,18 @@ type ServiceConfig struct {
 	GraceShutdown bool
 	// GraceShutdownTKEx keeps Pods that are not ready at weight 0.
 	GraceShutdownTKEx bool
+	// ExistingLoadBalancerID is the user's CLB to use instead of our own.
+	ExistingLoadBalancerID string
+	// InternalSubnetID makes the CLB we create internal.
+	InternalSubnetID string
+	// ExtensiveParameters is the validated JSON object for CreateLoadBalancer.
+	ExtensiveParameters string
 }
+
+var (
+	loadBalancerIDPattern = regexp.MustCompile(`^lb-[0-9a-z]+$`)
+	subnetIDPattern       = regexp.MustCompile(`^subnet-[0-9a-z]+$`)
+)
 
 // parseServiceConfig reads the annotations the controller understands. Every
 // invalid value is reported in one error so the user can fix them all at
@@ -77,6 +98,37 @@ func parseServiceConfig(svc *v1.Service) (ServiceConfig, error) {
 			errs = append(errs, fmt.Errorf("annotation %s=%q: want an integer from 0 to %d", AnnotationBackendWeight, v, cloud.MaxWeight))
 		} else {
 			cfg.BackendWeight = int32(w)
+		}
+	}
+	for _, id := range []struct {
+		annotation string
+		pattern    *regexp.Regexp
+		example    string
+		field      *string
+	}{
+		{AnnotationExistingLoadBalancer, loadBalancerIDPattern, "lb-xxxxxxxx", &cfg.ExistingLoadBalancerID},
+		{AnnotationInternalSubnet, subnetIDPattern, "subnet-xxxxxxxx", &cfg.InternalSubnetID},
+	} {
+		v, ok := svc.Annotations[id.annotation]
+		if !ok {
+			continue
+		}
+		if v = strings.TrimSpace(v); !id.pattern.MatchString(v) {
+			errs = append(errs, fmt.Errorf("annotation %s=%q: want an ID like %s", id.annotation, v, id.example))
+			continue
+		}
+		*id.field = v
+	}
+	if v, ok := svc.Annotations[AnnotationExtensiveParameters]; ok {
+		var params map[string]any
+		err := json.Unmarshal([]byte(v), &params)
+		if err == nil && params == nil {
+			err = errors.New("null")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("annotation %s: want a JSON object of CreateLoadBalancer parameters, e.g. {\"InternetAccessible\":{\"InternetMaxBandwidthOut\":10}}: %w", AnnotationExtensiveParameters, err))
+		} else {
+			cfg.ExtensiveParameters = v
 		}
 	}
 	// Map order is random; the message must not be.

@@ -55,6 +55,14 @@ func TestParseServiceConfig(t *testing.T) {
 		{name: "grace shutdown", svc: annotated(AnnotationGraceShutdown, "true"), want: ServiceConfig{BackendWeight: 10, GraceShutdown: true}},
 		{name: "grace shutdown tkex", svc: annotated(AnnotationGraceShutdownTKEx, "true"), want: ServiceConfig{BackendWeight: 10, GraceShutdownTKEx: true}},
 		{name: "grace shutdown invalid", svc: annotated(AnnotationGraceShutdown, "on"), wantErr: []string{AnnotationGraceShutdown, `"on"`}},
+		{name: "existing CLB", svc: annotated(AnnotationExistingLoadBalancer, "lb-abc123"), want: ServiceConfig{BackendWeight: 10, ExistingLoadBalancerID: "lb-abc123"}},
+		{name: "existing CLB invalid", svc: annotated(AnnotationExistingLoadBalancer, "my-lb"), wantErr: []string{AnnotationExistingLoadBalancer, `"my-lb"`, "lb-xxxxxxxx"}},
+		{name: "internal subnet", svc: annotated(AnnotationInternalSubnet, "subnet-0a1b"), want: ServiceConfig{BackendWeight: 10, InternalSubnetID: "subnet-0a1b"}},
+		{name: "internal subnet invalid", svc: annotated(AnnotationInternalSubnet, "vpc-1"), wantErr: []string{AnnotationInternalSubnet, `"vpc-1"`}},
+		{name: "extensive parameters", svc: annotated(AnnotationExtensiveParameters, `{"VipIsp":"CMCC"}`), want: ServiceConfig{BackendWeight: 10, ExtensiveParameters: `{"VipIsp":"CMCC"}`}},
+		{name: "extensive parameters not JSON", svc: annotated(AnnotationExtensiveParameters, `{VipIsp:CMCC}`), wantErr: []string{AnnotationExtensiveParameters, "JSON object"}},
+		{name: "extensive parameters not an object", svc: annotated(AnnotationExtensiveParameters, `["a"]`), wantErr: []string{AnnotationExtensiveParameters}},
+		{name: "extensive parameters null", svc: annotated(AnnotationExtensiveParameters, `null`), wantErr: []string{AnnotationExtensiveParameters}},
 		{name: "grace shutdown tkex invalid", svc: annotated(AnnotationGraceShutdownTKEx, "1x"), wantErr: []string{AnnotationGraceShutdownTKEx, `"1x"`}},
 	}
 	for _, tt := range tests {

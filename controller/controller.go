@@ -75,7 +75,8 @@ type Controller struct {
 
 	queue workqueue.TypedRateLimitingInterface[string]
 
-	observed observedCache
+	observed          observedCache
+	loadBalancerLocks keyedLocks
 	// resyncDue holds the Service keys whose next sync must re-read the CLB.
 	resyncDue sync.Map
 	// reported holds the last problem message evented per Service, so an

@@ -465,7 +465,10 @@ func TestCLBDeletedBehindOurBackIsRecreated(t *testing.T) {
 	}
 	f.resync() // the periodic resync notices
 	f.mustSync()
-	f.expectActions("DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2")
+	// The last call checks whether the previous CLB is still there to be
+	// released (it is not).
+	f.expectActions("DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2",
+		"DescribeLoadBalancers")
 	if now := f.loadBalancerID(); now == old || now == "" {
 		t.Errorf("annotation %q, want a new CLB instead of %q", now, old)
 	}
@@ -672,4 +675,80 @@ func TestGraceShutdownDrainsATerminatingPodAtWeightZero(t *testing.T) {
 	f.deletePod("a") // gone for good
 	f.mustSync()
 	f.expectActions("BatchDeregisterTargets:2")
+}
+
+func TestExistingLoadBalancerIsSharedAndNeverDeleted(t *testing.T) {
+	clb := fake.New()
+	theirs := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "users-clb", Tags: map[string]string{"team": "other"}})
+	clb.AddListener(theirs.ID, cloud.ListenerSpec{Name: "theirs", Protocol: cloud.ProtocolTCP, Port: 443})
+	existing := func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = theirs.ID }
+	other := directService(existing, func(s *v1.Service) {
+		s.Name, s.UID = "other", "uid-other"
+		s.Spec.Ports = []v1.ServicePort{{Name: "alt", Protocol: v1.ProtocolTCP, Port: 8000, TargetPort: intstr.FromString("http")}}
+	})
+	f := newFixture(t, clb, directService(existing), other, readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets", "CreateListener", "CreateListener", "BatchRegisterTargets:2")
+	if got := f.loadBalancerID(); got != theirs.ID {
+		t.Errorf("annotation %s = %q, want the existing CLB %s", AnnotationLoadBalancerID, got, theirs.ID)
+	}
+	// A second Service on the same CLB, on another port.
+	if err := f.ctrl.syncService(f.ctx, "ns/other"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"53/UDP 10.0.0.1:5353 w10", "80/TCP 10.0.0.1:8080 w10", "8000/TCP 10.0.0.1:8080 w10"}
+	if got := f.backends(theirs.ID); !slices.Equal(got, want) {
+		t.Errorf("backends:\n got  %q\n want %q", got, want)
+	}
+
+	f.updateService(func(s *v1.Service) { now := metav1.Now(); s.DeletionTimestamp = &now })
+	f.mustSync()
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DeleteListener", "DeleteListener")
+	state := f.cloud.Snapshot()
+	if len(state.LoadBalancers) != 1 {
+		t.Fatalf("the existing CLB must never be deleted: %+v", state.LoadBalancers)
+	}
+	var names []string
+	for _, l := range state.LoadBalancers[0].Listeners {
+		names = append(names, l.Name)
+	}
+	if want := []string{"theirs", listenerName("uid-other", ListenerKey{cloud.ProtocolTCP, 8000})}; !slices.Equal(names, want) {
+		t.Errorf("listeners left %q, want %q (theirs and the other Service's)", names, want)
+	}
+}
+
+func TestMissingExistingLoadBalancerCreatesNothing(t *testing.T) {
+	f := newFixture(t, nil, directService(func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = "lb-missing1" }), readyPod("a", "10.0.0.1"))
+	f.ctrl.queue.Add(testKey)
+	f.ctrl.processNextWorkItem(f.ctx)
+	f.expectActions("DescribeLoadBalancers")
+	f.expectEvent("Warning SyncLoadBalancerFailed")
+	if f.ctrl.queue.NumRequeues(testKey) != 0 || f.ctrl.queue.Len() != 0 {
+		t.Errorf("a missing existing CLB is for the user to fix: want a slow retry, not a backoff")
+	}
+}
+
+func TestMovingToAnExistingLoadBalancerReleasesOurs(t *testing.T) {
+	clb := fake.New()
+	f := newFixture(t, clb, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	ours := f.loadBalancerID()
+	theirs := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "users-clb"})
+	f.updateService(func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = theirs.ID })
+	f.mustSync()
+	// The new CLB serves first, then ours goes.
+	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets", "CreateListener", "CreateListener", "BatchRegisterTargets:2",
+		"DescribeLoadBalancers", "DeleteLoadBalancer")
+	if lbs, _ := clb.DescribeLoadBalancers(f.ctx, cloud.LoadBalancerQuery{IDs: []string{ours}}); len(lbs) != 0 {
+		t.Errorf("our previous CLB %s was not released", ours)
+	}
+}
+
+func TestInternalSubnetMakesAnInternalCLB(t *testing.T) {
+	f := newFixture(t, nil, directService(func(s *v1.Service) { s.Annotations[AnnotationInternalSubnet] = "subnet-abc123" }))
+	f.mustSync()
+	state := f.cloud.Snapshot()
+	if len(state.LoadBalancers) != 1 || state.LoadBalancers[0].SubnetID != "subnet-abc123" {
+		t.Errorf("want one internal CLB in subnet-abc123, got %+v", state.LoadBalancers)
+	}
 }

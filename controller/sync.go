@@ -80,6 +80,42 @@ func (s *ObservedState) clone() *ObservedState {
 	return out
 }
 
+// keyedLocks serialises writers per CLB: Services sharing a user's CLB
+// are synced by different workers.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks id and returns the unlock.
+func (k *keyedLocks) lock(id string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	m := k.locks[id]
+	if m == nil {
+		m = &refMutex{}
+		k.locks[id] = m
+	}
+	m.users++
+	k.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		if m.users--; m.users == 0 {
+			delete(k.locks, id)
+		}
+		k.mu.Unlock()
+	}
+}
+
 func (o *observedCache) forget(key string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -141,7 +177,6 @@ func (c *Controller) handlesClass(svc *v1.Service) bool {
 
 // ensure makes the Service's CLB match its Pods.
 func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig) error {
-	logger := klog.FromContext(ctx)
 	svc, err := c.addFinalizer(ctx, svc)
 	if err != nil {
 		return err
@@ -157,14 +192,37 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 		c.reported.Delete(key)
 	}
 
-	observed, err := c.observe(ctx, key, svc)
+	previousID := svc.Annotations[AnnotationLoadBalancerID]
+	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired)
 	if err != nil {
 		return err
+	}
+	if previousID != "" && previousID != observed.LoadBalancer.ID {
+		// The Service moved to another CLB (tke-existed-lbid set or changed):
+		// release the one it had, now that the new one serves.
+		if err := c.release(ctx, svc, previousID); err != nil {
+			return err
+		}
+	}
+	return c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs)
+}
+
+// syncLoadBalancer brings the Service's CLB to the desired state and
+// returns it as it now is.
+func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, desired DesiredState) (*ObservedState, error) {
+	logger := klog.FromContext(ctx)
+	if cfg.ExistingLoadBalancerID != "" {
+		// Several Services may share the user's CLB: one writer at a time.
+		defer c.loadBalancerLocks.lock(cfg.ExistingLoadBalancerID)()
+	}
+	observed, err := c.observe(ctx, key, svc, cfg)
+	if err != nil {
+		return nil, err
 	}
 	// Record the CLB on the Service before changing anything on it, so the
 	// CLB is found again (and cleaned up) whatever happens next.
 	if svc, err = c.setLoadBalancerAnnotation(ctx, svc, observed.LoadBalancer.ID); err != nil {
-		return err
+		return nil, err
 	}
 
 	plan := planChanges(svc.UID, desired, *observed)
@@ -179,7 +237,7 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 			"modifyWeight", len(plan.ModifyWeight), "deregister", len(plan.Deregister), "deleteListeners", len(plan.DeleteListeners))
 		if err := c.apply(ctx, observed, plan); err != nil {
 			c.observed.forget(key)
-			return err
+			return nil, err
 		}
 		c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonSyncedCLB, actionSync,
 			"CLB %s: %d listeners created, %d backends registered, %d re-weighted, %d deregistered, %d listeners deleted",
@@ -190,7 +248,7 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 		// After the cache holds the new state: the readiness worker reads it.
 		c.opts.BackendsChanged()
 	}
-	return c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs)
+	return observed, nil
 }
 
 // selectedPods lists the Pods the Service's selector matches. A Service
@@ -210,26 +268,35 @@ func (c *Controller) selectedPods(svc *v1.Service) ([]*v1.Pod, error) {
 // observe returns the Service's CLB with its listeners and backends, from
 // the cache when it is trustworthy, otherwise from the cloud, creating the
 // CLB if there is none.
-func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service) (*ObservedState, error) {
+func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig) (*ObservedState, error) {
 	_, resync := c.resyncDue.LoadAndDelete(key)
 	cached := c.observed.get(key, svc.UID)
 	recordedID := svc.Annotations[AnnotationLoadBalancerID]
-	if cached != nil && !resync && (recordedID == "" || recordedID == cached.LoadBalancer.ID) {
+	// A CLB shared with other Services (the user's) is read on every sync:
+	// their listeners change without this Service's cache knowing.
+	if cached != nil && !resync && cfg.ExistingLoadBalancerID == "" && (recordedID == "" || recordedID == cached.LoadBalancer.ID) {
 		// A copy: apply changes it as writes succeed, while the readiness
 		// worker reads the cached one.
 		return cached.clone(), nil
 	}
 	c.observed.forget(key)
-	lb, found, err := c.findLoadBalancer(ctx, svc)
+	var lb cloud.LoadBalancer
+	var err error
+	if cfg.ExistingLoadBalancerID != "" {
+		lb, err = c.existingLoadBalancer(ctx, cfg.ExistingLoadBalancerID)
+	} else {
+		var found bool
+		lb, found, err = c.findLoadBalancer(ctx, svc)
+		if err == nil && !found {
+			lb, err = c.createLoadBalancer(ctx, svc, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return &ObservedState{LoadBalancer: lb, Backends: map[string][]cloud.Backend{}}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		lb, err = c.createLoadBalancer(ctx, svc)
-		if err != nil {
-			return nil, err
-		}
-		return &ObservedState{LoadBalancer: lb, Backends: map[string][]cloud.Backend{}}, nil
 	}
 	listeners, err := c.cloud.DescribeListeners(ctx, lb.ID)
 	if err != nil {
@@ -240,6 +307,20 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service) (
 		return nil, fmt.Errorf("reading the backends of CLB %s: %w", lb.ID, err)
 	}
 	return &ObservedState{LoadBalancer: lb, Listeners: listeners, Backends: backends}, nil
+}
+
+// existingLoadBalancer looks up the user's CLB. Its absence is the user's
+// to fix (a typo, a deleted CLB): nothing is created in its place.
+func (c *Controller) existingLoadBalancer(ctx context.Context, id string) (cloud.LoadBalancer, error) {
+	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{id}})
+	if err != nil && !cloud.IsNotFound(err) {
+		return cloud.LoadBalancer{}, fmt.Errorf("looking up CLB %s: %w", id, err)
+	}
+	if len(lbs) == 0 {
+		return cloud.LoadBalancer{}, &cloud.Error{Action: "DescribeLoadBalancers", Code: cloud.CodeLBNotFound, Kind: cloud.KindTerminal,
+			Message: fmt.Sprintf("CLB %s named by annotation %s does not exist; nothing is created in its place", id, AnnotationExistingLoadBalancer)}
+	}
+	return lbs[0], nil
 }
 
 // findLoadBalancer finds the Service's CLB by the ID it recorded, or else by
@@ -276,9 +357,10 @@ func (c *Controller) ownershipTags(svc *v1.Service) map[string]string {
 	}
 }
 
-func (c *Controller) createLoadBalancer(ctx context.Context, svc *v1.Service) (cloud.LoadBalancer, error) {
+func (c *Controller) createLoadBalancer(ctx context.Context, svc *v1.Service, cfg ServiceConfig) (cloud.LoadBalancer, error) {
 	spec := cloud.LoadBalancerSpec{
 		Name:        loadBalancerName(c.opts.ClusterID, svc),
+		SubnetID:    cfg.InternalSubnetID,
 		Tags:        c.ownershipTags(svc),
 		ClientToken: clientToken(svc),
 	}
@@ -433,20 +515,12 @@ func (c *Controller) cleanupIfOurs(ctx context.Context, key string, svc *v1.Serv
 }
 
 func (c *Controller) cleanup(ctx context.Context, key string, svc *v1.Service) error {
-	logger := klog.FromContext(ctx)
 	lb, found, err := c.findLoadBalancer(ctx, svc)
 	if err != nil {
 		return err
 	}
 	if found {
-		if lb.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
-			// Deleting the CLB removes its listeners and backends with it.
-			if err := c.cloud.DeleteLoadBalancer(ctx, lb.ID); err != nil && !cloud.IsNotFound(err) {
-				return fmt.Errorf("deleting CLB %s: %w", lb.ID, err)
-			}
-			logger.Info("Deleted CLB", "loadBalancer", lb.ID)
-			c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonDeletedCLB, actionCleanup, "Deleted CLB %s", lb.ID)
-		} else if err := c.deleteOwnListeners(ctx, svc, lb.ID); err != nil {
+		if err := c.releaseLoadBalancer(ctx, svc, lb); err != nil {
 			return err
 		}
 	}
@@ -461,6 +535,34 @@ func (c *Controller) cleanup(ctx context.Context, key string, svc *v1.Service) e
 		}
 	}
 	return c.removeFinalizer(ctx, svc)
+}
+
+// release gives up a CLB the Service no longer uses, if it still exists.
+func (c *Controller) release(ctx context.Context, svc *v1.Service, lbID string) error {
+	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{lbID}})
+	if err != nil && !cloud.IsNotFound(err) {
+		return fmt.Errorf("looking up the previous CLB %s: %w", lbID, err)
+	}
+	if len(lbs) == 0 {
+		return nil
+	}
+	return c.releaseLoadBalancer(ctx, svc, lbs[0])
+}
+
+// releaseLoadBalancer deletes the CLB if its tags say we created it for the
+// Service (which removes its listeners and backends with it); from any other
+// CLB it deletes only the listeners the Service created.
+func (c *Controller) releaseLoadBalancer(ctx context.Context, svc *v1.Service, lb cloud.LoadBalancer) error {
+	if !lb.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
+		defer c.loadBalancerLocks.lock(lb.ID)()
+		return c.deleteOwnListeners(ctx, svc, lb.ID)
+	}
+	if err := c.cloud.DeleteLoadBalancer(ctx, lb.ID); err != nil && !cloud.IsNotFound(err) {
+		return fmt.Errorf("deleting CLB %s: %w", lb.ID, err)
+	}
+	klog.FromContext(ctx).Info("Deleted CLB", "loadBalancer", lb.ID)
+	c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonDeletedCLB, actionCleanup, "Deleted CLB %s", lb.ID)
+	return nil
 }
 
 // deleteOwnListeners removes the Service's listeners from a CLB that is not
