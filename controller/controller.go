@@ -77,6 +77,7 @@ type Controller struct {
 
 	observed          observedCache
 	loadBalancerLocks keyedLocks
+	quotas            quotaCache
 	// resyncDue holds the Service keys whose next sync must re-read the CLB.
 	resyncDue sync.Map
 	// reported holds the last problem message evented per Service, so an

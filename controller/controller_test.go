@@ -356,7 +356,8 @@ func TestBatchesRespectTheAPILimitAcrossListeners(t *testing.T) {
 	f := newFixture(t, clb, objs...)
 	f.mustSync()
 	// 600 Pods x 2 ports = 1200 backends: the fewest calls of at most 500.
-	f.expectActions("DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener",
+	// 600 on a listener is more than the usual quota: the account's is read.
+	f.expectActions("DescribeLoadBalancers", "CreateLoadBalancer", "DescribeQuota", "CreateListener", "CreateListener",
 		"BatchRegisterTargets:500", "BatchRegisterTargets:500", "BatchRegisterTargets:200")
 }
 
@@ -750,5 +751,30 @@ func TestInternalSubnetMakesAnInternalCLB(t *testing.T) {
 	state := f.cloud.Snapshot()
 	if len(state.LoadBalancers) != 1 || state.LoadBalancers[0].SubnetID != "subnet-abc123" {
 		t.Errorf("want one internal CLB in subnet-abc123, got %+v", state.LoadBalancers)
+	}
+}
+
+func TestQuotasApplyWhatFitsAndWarn(t *testing.T) {
+	clb := fake.New(fake.WithLimits(fake.Limits{ListenersPerLoadBalancer: 1, BackendsPerListener: 2}))
+	f := newFixture(t, clb, directService(), readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"), readyPod("c", "10.0.0.3"))
+	// Within the usual quotas nothing reads them: the account's smaller
+	// ones show when a write is refused...
+	if err := f.sync(); cloud.KindOf(err) != cloud.KindQuota {
+		t.Fatalf("first sync: %v, want a quota error", err)
+	}
+	// ...and the next sync reads them and applies what fits.
+	f.mustSync()
+	f.expectEvent("Warning QuotaExceeded")
+	state := f.cloud.Snapshot()
+	if len(state.LoadBalancers) != 1 || len(state.LoadBalancers[0].Listeners) != 1 {
+		t.Fatalf("want 1 listener (the quota), got %+v", state.LoadBalancers)
+	}
+	if n := len(state.LoadBalancers[0].Listeners[0].Backends); n != 2 {
+		t.Errorf("%d backends, want 2 (the quota)", n)
+	}
+	// Settled: nothing more to write.
+	f.mustSync()
+	if w := f.cloud.WriteCalls(); len(w) != 0 {
+		t.Errorf("writes after settling: %+v", w)
 	}
 }

@@ -27,6 +27,7 @@ const (
 	ReasonInvalidConfig    = "InvalidConfiguration"
 	ReasonBackendProblem   = "BackendNotRegistrable"
 	ReasonListenerConflict = "ListenerConflict"
+	ReasonQuotaExceeded    = "QuotaExceeded"
 	ReasonCreatedCLB       = "CreatedLoadBalancer"
 	ReasonSyncedCLB        = "SyncedLoadBalancer"
 	ReasonDeletedCLB       = "DeletedLoadBalancer"
@@ -225,6 +226,19 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 		return nil, err
 	}
 
+	quota, matters, err := c.quotas.get(ctx, c, desired)
+	if err != nil {
+		return nil, err
+	}
+	var quotaProblems []string
+	if matters {
+		desired, quotaProblems = fitQuota(desired, *observed, svc.UID, quota)
+	}
+	if len(quotaProblems) > 0 {
+		c.reportOnce(key+"/quota", svc, v1.EventTypeWarning, ReasonQuotaExceeded, strings.Join(quotaProblems, "; "))
+	} else {
+		c.reported.Delete(key + "/quota")
+	}
 	plan := planChanges(svc.UID, desired, *observed)
 	if len(plan.Conflicts) > 0 {
 		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonListenerConflict, actionSync,
@@ -237,6 +251,9 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 			"modifyWeight", len(plan.ModifyWeight), "deregister", len(plan.Deregister), "deleteListeners", len(plan.DeleteListeners))
 		if err := c.apply(ctx, observed, plan); err != nil {
 			c.observed.forget(key)
+			if cloud.KindOf(err) == cloud.KindQuota {
+				c.quotas.invalidate()
+			}
 			return nil, err
 		}
 		c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonSyncedCLB, actionSync,
