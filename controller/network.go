@@ -160,9 +160,10 @@ var minDirectAccessVersion = version.MajorMinor(1, 13)
 // directAccessSupported says whether an API server reporting gitVersion
 // (version.Info.GitVersion) is new enough for direct access.
 //
-// It parses with ParseGeneric and compares major.minor only: vendor builds
-// carry suffixes ("v1.12.4-tke.3", "v1.30.5-gke.1") that ParseSemantic reads
-// as pre-releases, which would rank "v1.13.0-tke.1" below 1.13.0.
+// It parses with ParseGeneric, which ignores what follows the numbers:
+// vendor builds carry suffixes ("v1.12.4-tke.3", "v1.30.5-gke.1") that
+// ParseSemantic reads as pre-releases, which would rank "v1.13.0-tke.1"
+// below 1.13.0.
 //
 // An error means the version is unknown: unparsable, or v0.0.0, which is
 // what an API server built from source without version ldflags reports
@@ -178,5 +179,5 @@ func directAccessSupported(gitVersion string) (bool, error) {
 			"direct access needs Kubernetes %s or newer, so build it with its real version (-ldflags -X k8s.io/component-base/version.gitVersion=...)",
 			gitVersion, minDirectAccessVersion)
 	}
-	return version.MajorMinor(v.Major(), v.Minor()).AtLeast(minDirectAccessVersion), nil
+	return v.AtLeast(minDirectAccessVersion), nil
 }
