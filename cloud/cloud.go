@@ -9,8 +9,11 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Limits of the CLB API that shape how callers split their work.
@@ -26,6 +29,9 @@ const (
 	DefaultBackendsPerListener      = 200
 	// MaxWeight is the largest backend weight the CLB accepts.
 	MaxWeight = 100
+	// MaxInternetBandwidthOut is the largest outbound bandwidth, in Mbps, a
+	// public CLB may be given; the smallest is 0.
+	MaxInternetBandwidthOut = 2048
 )
 
 // Ownership tags: a CLB carrying all three, with our cluster and the
@@ -55,6 +61,11 @@ type LoadBalancer struct {
 	// VIPs are the addresses clients connect to; empty until the CLB is ready.
 	VIPs []string
 	Tags map[string]string
+	// InternetMaxBandwidthOut is a public CLB's outbound bandwidth cap in
+	// Mbps, as DescribeLoadBalancers reports it. 0 means none is reported
+	// (an internal CLB has none) or a cap of 0: either way there is nothing
+	// to compare a wanted bandwidth with but the value itself.
+	InternetMaxBandwidthOut int64
 }
 
 // OwnedBy reports whether the CLB carries the ownership tags of the given
@@ -74,6 +85,66 @@ type LoadBalancerSpec struct {
 	// ClientToken makes a retried create return the CLB the first attempt
 	// made instead of a second one.
 	ClientToken string
+	// ExtensiveParameters are more CreateLoadBalancer request parameters, by
+	// their API names and in the API's JSON shapes, laid over the request as
+	// TKE does with the Service annotation
+	// service.kubernetes.io/service.extensiveParameters, e.g.
+	//
+	//	{"InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR",
+	//	 "InternetMaxBandwidthOut": 10}, "VipIsp": "CMCC", "ZoneId": "ap-guangzhou-3"}
+	//
+	// The parameters that the rest of the spec and the account's
+	// configuration decide (see CheckExtensiveParameters) cannot be set
+	// this way, so that no annotation can make the CLB untracked or put it
+	// in another VPC. CreateLoadBalancer fails with a KindTerminal error,
+	// creating nothing, for such a parameter, for a name the API does not
+	// have, at the top (compared exactly, as the API does) or inside a
+	// parameter, and for a value of the wrong type. The new CLB reports
+	// InternetAccessible.InternetMaxBandwidthOut as its
+	// InternetMaxBandwidthOut (public CLBs only).
+	ExtensiveParameters map[string]any
+}
+
+// reservedCreateParameters are the CreateLoadBalancer parameters that
+// implementations set from a LoadBalancerSpec and their own configuration.
+// Number is among them because one call must make exactly the one CLB that
+// its ClientToken and tags track.
+var reservedCreateParameters = []string{
+	"ClientToken", "Forward", "LoadBalancerName", "LoadBalancerType", "Number", "SubnetId", "Tags", "VpcId",
+}
+
+// IsReservedCreateParameter reports whether name is a CreateLoadBalancer
+// parameter that ExtensiveParameters may not set.
+func IsReservedCreateParameter(name string) bool {
+	return slices.Contains(reservedCreateParameters, name)
+}
+
+// CheckExtensiveParameters refuses extensive parameters that would override
+// what a LoadBalancerSpec decides: it returns a KindTerminal *Error
+// (InvalidParameter) naming them, or nil. Both implementations call it
+// before anything else, so the refusal is the same everywhere and can be
+// shown to the user as is.
+func CheckExtensiveParameters(params map[string]any) error {
+	var reserved []string
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if IsReservedCreateParameter(name) {
+			reserved = append(reserved, name)
+		}
+	}
+	if len(reserved) == 0 {
+		return nil
+	}
+	return NewError("CreateLoadBalancer", CodeInvalidParameter, fmt.Sprintf(
+		"extensive parameters may not set %s: the controller sets %s itself",
+		strings.Join(reserved, ", "), strings.Join(reservedCreateParameters, ", ")), "")
+}
+
+// LoadBalancerAttributes are the settings of an existing CLB that
+// ModifyLoadBalancerAttributes changes; a nil field is left as it is.
+type LoadBalancerAttributes struct {
+	// InternetMaxBandwidthOut is a public CLB's outbound bandwidth cap, in
+	// Mbps, 0 to MaxInternetBandwidthOut.
+	InternetMaxBandwidthOut *int64
 }
 
 // LoadBalancerQuery selects CLBs: by ID when IDs is set, otherwise by tags
@@ -180,6 +251,10 @@ type Interface interface {
 	// CreateLoadBalancer returns once the CLB is ready, with its VIPs.
 	CreateLoadBalancer(ctx context.Context, spec LoadBalancerSpec) (LoadBalancer, error)
 	DeleteLoadBalancer(ctx context.Context, loadBalancerID string) error
+	// ModifyLoadBalancerAttributes changes what attrs sets and leaves the
+	// rest. A bandwidth out of range, or one for an internal CLB, which has
+	// none, is refused with a KindTerminal error.
+	ModifyLoadBalancerAttributes(ctx context.Context, loadBalancerID string, attrs LoadBalancerAttributes) error
 
 	DescribeListeners(ctx context.Context, loadBalancerID string) ([]Listener, error)
 	// CreateListener returns the listener as DescribeListeners reports it:

@@ -50,6 +50,7 @@ const (
 	CodeInvalidParameter     = "InvalidParameter"
 	CodeInvalidParameterVal  = "InvalidParameterValue"
 	CodeMissingParameter     = "MissingParameter"
+	CodeUnknownParameter     = "UnknownParameter"
 	CodeUnauthorized         = "UnauthorizedOperation"
 	CodeAuthFailure          = "AuthFailure"
 	CodeFailedOperation      = "FailedOperation"
@@ -93,7 +94,7 @@ func KindOfCode(code string) Kind {
 		code == CodeInvalidParameter, code == CodeMissingParameter,
 		// Configuration errors: a wrong --region or endpoint.
 		code == "InvalidAction", code == "UnsupportedRegion", code == "NoSuchVersion",
-		code == "UnknownParameter", code == "UnsupportedProtocol":
+		code == CodeUnknownParameter, code == "UnsupportedProtocol":
 		return KindTerminal
 	}
 	return KindTransient

@@ -20,6 +20,9 @@
 //     that meets one either succeeds or returns a KindTransient error. The
 //     fake never retries; the adapter retries throttling and busy CLBs, and
 //     repeats no create after an InternalError.
+//   - Extensive parameters that cannot be sent fail the same way in both,
+//     with the same codes; the adapter refuses them before any call, the
+//     fake in a logged call that creates nothing.
 //   - A batch failing for some listeners changed the others. For
 //     RegisterBackends and DeregisterBackends the error is a
 //     *cloud.PartialFailure naming the failed ones in the batch's order;
@@ -63,6 +66,9 @@ type contractCase struct {
 var cases = []contractCase{
 	{name: "CreateLoadBalancer/ready with VIP, ClientToken returns the same CLB", run: testCreateLoadBalancer},
 	{name: "CreateLoadBalancer/failed task leaves nothing and frees the token", run: testCreateLoadBalancerTaskFailure},
+	{name: "CreateLoadBalancer/extensive parameters set the bandwidth", run: testExtensiveParameters},
+	{name: "CreateLoadBalancer/refused extensive parameters create nothing", run: testExtensiveParametersRefused},
+	{name: "ModifyLoadBalancerAttributes/changes the bandwidth", run: testModifyLoadBalancerAttributes},
 	{name: "DescribeLoadBalancers/by IDs and by all tags", run: testDescribeLoadBalancers},
 	{name: "DescribeLoadBalancers/unknown ID", run: testDescribeUnknownLoadBalancer},
 	{name: "DescribeLoadBalancers/pages through 120", run: testDescribeLoadBalancersPages},
@@ -216,6 +222,139 @@ func testCreateLoadBalancerTaskFailure(t *testing.T, c cloud.Interface, account 
 	if len(lb.VIPs) != 1 || loadBalancerState(t, account, lb.ID).ID != lb.ID {
 		t.Fatalf("the retry with the failed creation's token made %+v", lb)
 	}
+}
+
+// extensive parses an annotation's JSON as the controller does, so that
+// numbers arrive as float64.
+func extensive(t *testing.T, annotation string) map[string]any {
+	t.Helper()
+	var params map[string]any
+	must(t, json.Unmarshal([]byte(annotation), &params))
+	return params
+}
+
+func testExtensiveParameters(t *testing.T, c cloud.Interface, account *fake.Cloud) {
+	ctx := t.Context()
+	tags := ownershipTags("cls-1", "uid-1")
+	lb, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
+		Name: "web", Tags: tags, ClientToken: "token-web",
+		ExtensiveParameters: extensive(t, `{
+			"InternetAccessible": {"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR", "InternetMaxBandwidthOut": 30},
+			"ZoneId": "ap-guangzhou-3", "AddressIPVersion": "IPV4", "ProjectId": 0}`),
+	})
+	must(t, err)
+	stored := loadBalancerState(t, account, lb.ID)
+	want := cloud.LoadBalancer{ID: stored.ID, Name: "web", VIPs: stored.VIPs, Tags: tags, InternetMaxBandwidthOut: 30}
+	diff(t, "created CLB", want, lb)
+	got, err := c.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{lb.ID}})
+	must(t, err)
+	diff(t, "described CLB", []cloud.LoadBalancer{want}, got)
+
+	// The other parameters TKE users set are taken; a bandwidth package
+	// CLB reports its cap too.
+	pkg, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
+		Name: "pkg", ClientToken: "token-pkg",
+		ExtensiveParameters: extensive(t, `{
+			"InternetAccessible": {"InternetChargeType": "BANDWIDTH_PACKAGE", "InternetMaxBandwidthOut": 2048},
+			"BandwidthPackageId": "bwp-1", "VipIsp": "CMCC",
+			"MasterZoneId": "ap-guangzhou-3", "SlaveZoneId": "ap-guangzhou-4"}`),
+	})
+	must(t, err)
+	if pkg.InternetMaxBandwidthOut != 2048 {
+		t.Errorf("CLB with a bandwidth package: InternetMaxBandwidthOut %d, want 2048", pkg.InternetMaxBandwidthOut)
+	}
+
+	// An internal CLB has no internet bandwidth, whatever is asked.
+	internal, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
+		Name: "internal", SubnetID: "subnet-1", ClientToken: "token-internal",
+		ExtensiveParameters: extensive(t, `{"InternetAccessible": {"InternetMaxBandwidthOut": 10}}`),
+	})
+	must(t, err)
+	if internal.InternetMaxBandwidthOut != 0 || loadBalancerState(t, account, internal.ID).InternetMaxBandwidthOut != 0 {
+		t.Errorf("internal CLB %+v has an internet bandwidth", internal)
+	}
+}
+
+func testExtensiveParametersRefused(t *testing.T, c cloud.Interface, account *fake.Cloud) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name, params string
+		code         string
+	}{
+		// What the spec and the cluster decide cannot be overridden.
+		{"VpcId", `{"VpcId": "vpc-other"}`, cloud.CodeInvalidParameter},
+		{"LoadBalancerType", `{"LoadBalancerType": "INTERNAL", "ZoneId": "ap-guangzhou-3"}`, cloud.CodeInvalidParameter},
+		{"SubnetId", `{"SubnetId": "subnet-other"}`, cloud.CodeInvalidParameter},
+		{"Tags", `{"Tags": [{"TagKey": "tke-clusterId", "TagValue": "cls-other"}]}`, cloud.CodeInvalidParameter},
+		{"ClientToken", `{"ClientToken": "other"}`, cloud.CodeInvalidParameter},
+		{"LoadBalancerName", `{"LoadBalancerName": "other"}`, cloud.CodeInvalidParameter},
+		{"Forward", `{"Forward": 0}`, cloud.CodeInvalidParameter},
+		{"Number", `{"Number": 2}`, cloud.CodeInvalidParameter},
+		// Names the API does not have, at the top or inside a parameter;
+		// names are exact, so a reserved one cannot slip in another case.
+		{"unknown", `{"Bandwidth": 10}`, cloud.CodeUnknownParameter},
+		{"reserved in another case", `{"vpcId": "vpc-other"}`, cloud.CodeUnknownParameter},
+		{"unknown inside", `{"InternetAccessible": {"MaxBandwidthOut": 10}}`, cloud.CodeUnknownParameter},
+		{"wrong type", `{"InternetAccessible": {"InternetMaxBandwidthOut": "10"}}`, cloud.CodeInvalidParameter},
+		{"bandwidth out of range", `{"InternetAccessible": {"InternetMaxBandwidthOut": 4096}}`, cloud.CodeInvalidParameterVal},
+		{"unknown charge type", `{"InternetAccessible": {"InternetChargeType": "FREE"}}`, cloud.CodeInvalidParameterVal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
+				Name: "web", Tags: ownershipTags("cls-1", "uid-1"), ClientToken: "token-web",
+				ExtensiveParameters: extensive(t, tc.params),
+			})
+			wantError(t, err, cloud.KindTerminal, tc.code)
+			if s := account.Snapshot(); len(s.LoadBalancers) != 0 {
+				t.Fatalf("a refused creation left %+v", s.LoadBalancers)
+			}
+		})
+	}
+}
+
+func testModifyLoadBalancerAttributes(t *testing.T, c cloud.Interface, account *fake.Cloud) {
+	ctx := t.Context()
+	lb, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
+		Name: "web", ClientToken: "token-web",
+		ExtensiveParameters: extensive(t, `{"InternetAccessible": {"InternetMaxBandwidthOut": 10}}`),
+	})
+	must(t, err)
+	bandwidth := func() int64 {
+		t.Helper()
+		got, err := c.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{lb.ID}})
+		must(t, err)
+		if len(got) != 1 {
+			t.Fatalf("DescribeLoadBalancers of %s = %+v", lb.ID, got)
+		}
+		return got[0].InternetMaxBandwidthOut
+	}
+
+	account.ResetCalls()
+	must(t, c.ModifyLoadBalancerAttributes(ctx, lb.ID, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(50))}))
+	if got := bandwidth(); got != 50 {
+		t.Errorf("bandwidth %d after setting 50", got)
+	}
+	if n := account.CountCalls("ModifyLoadBalancerAttributes"); n != 1 {
+		t.Errorf("%d ModifyLoadBalancerAttributes calls, want 1", n)
+	}
+	// Nothing set leaves everything as it is.
+	must(t, c.ModifyLoadBalancerAttributes(ctx, lb.ID, cloud.LoadBalancerAttributes{}))
+	if got := bandwidth(); got != 50 {
+		t.Errorf("bandwidth %d after setting nothing, want 50", got)
+	}
+
+	err = c.ModifyLoadBalancerAttributes(ctx, lb.ID, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(cloud.MaxInternetBandwidthOut + 1))})
+	wantError(t, err, cloud.KindTerminal, cloud.CodeInvalidParameterVal)
+	err = c.ModifyLoadBalancerAttributes(ctx, lb.ID, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(-1))})
+	wantError(t, err, cloud.KindTerminal, cloud.CodeInvalidParameterVal)
+	if got := bandwidth(); got != 50 {
+		t.Errorf("bandwidth %d after refused changes, want 50", got)
+	}
+
+	internal, err := c.CreateLoadBalancer(ctx, cloud.LoadBalancerSpec{Name: "internal", SubnetID: "subnet-1", ClientToken: "token-internal"})
+	must(t, err)
+	err = c.ModifyLoadBalancerAttributes(ctx, internal.ID, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(10))})
+	wantError(t, err, cloud.KindTerminal, cloud.CodeInvalidParameterVal)
 }
 
 func testDescribeLoadBalancers(t *testing.T, c cloud.Interface, account *fake.Cloud) {
@@ -717,6 +856,9 @@ func testNotFound(t *testing.T, c cloud.Interface, account *fake.Cloud) {
 
 	for name, call := range map[string]func() error{
 		"DeleteLoadBalancer": func() error { return c.DeleteLoadBalancer(ctx, unknownLB) },
+		"ModifyLoadBalancerAttributes": func() error {
+			return c.ModifyLoadBalancerAttributes(ctx, unknownLB, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(10))})
+		},
 		"DescribeListeners": func() error {
 			_, err := c.DescribeListeners(ctx, unknownLB)
 			return err

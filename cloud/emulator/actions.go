@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -34,12 +35,17 @@ func actionTable() map[string]*action {
 		"DescribeLoadBalancers": newAction(clb.NewDescribeLoadBalancersRequest, describeLoadBalancers,
 			[]string{"LoadBalancerIds", "Filters", "Offset", "Limit"},
 			[]string{"Forward", "OrderBy", "OrderType"}),
+		// Every parameter beyond the spec's goes to the fake as an
+		// extensive parameter, for it to keep or check.
 		"CreateLoadBalancer": newAction(clb.NewCreateLoadBalancerRequest, createLoadBalancer,
-			[]string{"LoadBalancerType", "LoadBalancerName", "SubnetId", "Tags", "ClientToken", "Number"},
-			[]string{"Forward", "VpcId", "ProjectId", "AddressIPVersion", "MasterZoneId", "ZoneId", "SlaveZoneId",
-				"InternetAccessible", "VipIsp", "BandwidthPackageId"}),
+			[]string{"LoadBalancerType", "LoadBalancerName", "SubnetId", "Tags", "ClientToken", "Number",
+				"ProjectId", "AddressIPVersion", "MasterZoneId", "ZoneId", "SlaveZoneId", "InternetAccessible",
+				"VipIsp", "Vip", "BandwidthPackageId", "ExclusiveCluster", "SnatPro", "SnatIps", "ClusterTag", "EipAddressId"},
+			[]string{"Forward", "VpcId"}),
 		"DeleteLoadBalancer": newAction(clb.NewDeleteLoadBalancerRequest, deleteLoadBalancer,
 			[]string{"LoadBalancerIds"}, nil),
+		"ModifyLoadBalancerAttributes": newAction(clb.NewModifyLoadBalancerAttributesRequest, modifyLoadBalancerAttributes,
+			[]string{"LoadBalancerId", "InternetChargeInfo"}, nil),
 		"DescribeListeners": newAction(clb.NewDescribeListenersRequest, describeListeners,
 			[]string{"LoadBalancerId", "ListenerIds", "Protocol", "Port"}, nil),
 		"CreateListener": newAction(clb.NewCreateListenerRequest, createListener,
@@ -153,7 +159,7 @@ func hasTags(lb cloud.LoadBalancer, tags map[string]string) bool {
 
 // sdkLoadBalancer describes a CLB as the API does: Status 0 while its
 // creation runs (it has no VIP yet), 1 once ready; internal iff it has a
-// subnet.
+// subnet; NetworkAttributes with the bandwidth, when it has one.
 func sdkLoadBalancer(lb cloud.LoadBalancer) *clb.LoadBalancer {
 	out := &clb.LoadBalancer{
 		LoadBalancerId:   ptr(lb.ID),
@@ -171,6 +177,9 @@ func sdkLoadBalancer(lb cloud.LoadBalancer) *clb.LoadBalancer {
 	if lb.SubnetID != "" {
 		out.LoadBalancerType = ptr("INTERNAL")
 		out.SubnetId = ptr(lb.SubnetID)
+	}
+	if lb.InternetMaxBandwidthOut != 0 {
+		out.NetworkAttributes = &clb.InternetAccessible{InternetMaxBandwidthOut: ptr(lb.InternetMaxBandwidthOut)}
 	}
 	for _, k := range slices.Sorted(maps.Keys(lb.Tags)) {
 		out.Tags = append(out.Tags, &clb.TagInfo{TagKey: ptr(k), TagValue: ptr(lb.Tags[k])})
@@ -213,8 +222,13 @@ func createLoadBalancer(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.
 	if len(token) > 64 {
 		return nil, "", apiErr(cloud.CodeInvalidParameterVal, "ClientToken: at most 64 characters")
 	}
+	extensive, err := extensiveParameters(req)
+	if err != nil {
+		return nil, "", err
+	}
 	lbID, taskID, err := c.StartCreateLoadBalancer(ctx, cloud.LoadBalancerSpec{
 		Name: deref(req.LoadBalancerName), SubnetID: subnet, Tags: tags, ClientToken: token,
+		ExtensiveParameters: extensive,
 	})
 	if err != nil {
 		return nil, "", err
@@ -222,6 +236,48 @@ func createLoadBalancer(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.
 	resp := withBody(clb.NewCreateLoadBalancerResponse())
 	resp.Response.LoadBalancerIds = []*string{ptr(lbID)}
 	return resp, taskID, nil
+}
+
+// extensiveParameters are the parameters of a CreateLoadBalancer request
+// beyond those of a cloud.LoadBalancerSpec, in their JSON shapes: what the
+// adapter laid over its request from LoadBalancerSpec.ExtensiveParameters.
+// The fake keeps or checks them as the API would.
+func extensiveParameters(req *clb.CreateLoadBalancerRequest) (map[string]any, error) {
+	var params map[string]any
+	if err := json.Unmarshal([]byte(req.ToJsonString()), &params); err != nil {
+		return nil, fmt.Errorf("re-encoding CreateLoadBalancer: %w", err)
+	}
+	maps.DeleteFunc(params, func(name string, _ any) bool { return cloud.IsReservedCreateParameter(name) })
+	if len(params) == 0 {
+		return nil, nil
+	}
+	return params, nil
+}
+
+// modifyLoadBalancerAttributes implements the bandwidth of
+// InternetChargeInfo; a change of billing is not modelled, so it is
+// refused rather than ignored.
+func modifyLoadBalancerAttributes(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.ModifyLoadBalancerAttributesRequest) (*clb.ModifyLoadBalancerAttributesResponse, string, error) {
+	lbID, err := required(req.LoadBalancerId, "LoadBalancerId")
+	if err != nil {
+		return nil, "", err
+	}
+	var attrs cloud.LoadBalancerAttributes
+	if info := req.InternetChargeInfo; info != nil {
+		if info.InternetChargeType != nil || info.BandwidthpkgSubType != nil {
+			return nil, "", apiErr(cloud.CodeInvalidParameter,
+				"the emulator implements InternetChargeInfo.InternetMaxBandwidthOut only, not a change of billing")
+		}
+		if info.InternetMaxBandwidthOut == nil {
+			return nil, "", missing("InternetChargeInfo.InternetMaxBandwidthOut")
+		}
+		attrs.InternetMaxBandwidthOut = info.InternetMaxBandwidthOut
+	}
+	taskID, err := c.StartModifyLoadBalancerAttributes(ctx, lbID, attrs)
+	if err != nil {
+		return nil, "", err
+	}
+	return withBody(clb.NewModifyLoadBalancerAttributesResponse()), taskID, nil
 }
 
 func deleteLoadBalancer(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.DeleteLoadBalancerRequest) (*clb.DeleteLoadBalancerResponse, string, error) {

@@ -356,6 +356,39 @@ func TestParameterChecks(t *testing.T) {
 			_, err := c.DescribeTargetHealth(req)
 			return err
 		}, cloud.CodeLBNotFound},
+		{"billing change", func() error {
+			req := clb.NewModifyLoadBalancerAttributesRequest()
+			req.LoadBalancerId = &lbID
+			req.InternetChargeInfo = &clb.InternetAccessible{InternetChargeType: ptr("BANDWIDTH_PACKAGE"), InternetMaxBandwidthOut: ptr(int64(10))}
+			_, err := c.ModifyLoadBalancerAttributes(req)
+			return err
+		}, cloud.CodeInvalidParameter},
+		{"bandwidth missing", func() error {
+			req := clb.NewModifyLoadBalancerAttributesRequest()
+			req.LoadBalancerId, req.InternetChargeInfo = &lbID, &clb.InternetAccessible{}
+			_, err := c.ModifyLoadBalancerAttributes(req)
+			return err
+		}, cloud.CodeMissingParameter},
+		{"bandwidth out of range", func() error {
+			req := clb.NewModifyLoadBalancerAttributesRequest()
+			req.LoadBalancerId = &lbID
+			req.InternetChargeInfo = &clb.InternetAccessible{InternetMaxBandwidthOut: ptr(int64(cloud.MaxInternetBandwidthOut + 1))}
+			_, err := c.ModifyLoadBalancerAttributes(req)
+			return err
+		}, cloud.CodeInvalidParameterVal},
+		{"CLB renamed", func() error {
+			req := clb.NewModifyLoadBalancerAttributesRequest()
+			req.LoadBalancerId, req.LoadBalancerName = &lbID, ptr("other")
+			_, err := c.ModifyLoadBalancerAttributes(req)
+			return err
+		}, cloud.CodeInvalidParameter},
+		{"create with a bandwidth out of range", func() error {
+			req := clb.NewCreateLoadBalancerRequest()
+			req.LoadBalancerType = ptr("OPEN")
+			req.InternetAccessible = &clb.InternetAccessible{InternetMaxBandwidthOut: ptr(int64(-1))}
+			_, err := c.CreateLoadBalancer(req)
+			return err
+		}, cloud.CodeInvalidParameterVal},
 		{"filter not implemented", func() error {
 			req := clb.NewDescribeLoadBalancersRequest()
 			req.Filters = []*clb.Filter{{Name: ptr("vip-isp"), Values: []*string{ptr("BGP")}}}
@@ -365,6 +398,45 @@ func TestParameterChecks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.call(), tc.code) })
+	}
+}
+
+// TestBandwidth sets a CLB's bandwidth at creation and changes it, with the
+// other parameters TKE users pass accepted.
+func TestBandwidth(t *testing.T) {
+	_, addr := start(t, func(c *Config) { c.TaskDuration = 20 * time.Millisecond })
+	c := newClient(t, addr, testID, testKey)
+	create := clb.NewCreateLoadBalancerRequest()
+	create.LoadBalancerType = ptr("OPEN")
+	create.InternetAccessible = &clb.InternetAccessible{InternetChargeType: ptr("TRAFFIC_POSTPAID_BY_HOUR"), InternetMaxBandwidthOut: ptr(int64(30))}
+	create.ZoneId, create.VipIsp, create.ProjectId = ptr("ap-guangzhou-3"), ptr("CMCC"), ptr(int64(0))
+	create.SnatIps = []*clb.SnatIp{{SubnetId: ptr("subnet-1")}}
+	created, err := c.CreateLoadBalancer(create)
+	must(t, err)
+	lbID := *created.Response.LoadBalancerIds[0]
+	if lb := waitReady(t, c, lbID); lb.NetworkAttributes == nil || deref(lb.NetworkAttributes.InternetMaxBandwidthOut) != 30 {
+		t.Errorf("created CLB %s, want NetworkAttributes.InternetMaxBandwidthOut 30", jsonOf(lb))
+	}
+
+	modify := clb.NewModifyLoadBalancerAttributesRequest()
+	modify.LoadBalancerId = &lbID
+	modify.InternetChargeInfo = &clb.InternetAccessible{InternetMaxBandwidthOut: ptr(int64(100))}
+	modified, err := c.ModifyLoadBalancerAttributes(modify)
+	must(t, err)
+	waitTask(t, c, *modified.Response.RequestId)
+	if lb := waitReady(t, c, lbID); deref(lb.NetworkAttributes.InternetMaxBandwidthOut) != 100 {
+		t.Errorf("modified CLB %s, want NetworkAttributes.InternetMaxBandwidthOut 100", jsonOf(lb))
+	}
+}
+
+// TestCreateTakesEveryParameter: the action table hands every parameter of
+// CreateLoadBalancer to the fake, which decides what it takes.
+func TestCreateTakesEveryParameter(t *testing.T) {
+	a := actionTable()["CreateLoadBalancer"]
+	for name := range a.known {
+		if !a.supported[name] && !a.ignored[name] {
+			t.Errorf("CreateLoadBalancer refuses its parameter %s", name)
+		}
 	}
 }
 

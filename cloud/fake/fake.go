@@ -34,6 +34,7 @@ const (
 	actionDescribeLoadBalancers  = "DescribeLoadBalancers"
 	actionCreateLoadBalancer     = "CreateLoadBalancer"
 	actionDeleteLoadBalancer     = "DeleteLoadBalancer"
+	actionModifyLBAttributes     = "ModifyLoadBalancerAttributes"
 	actionDescribeListeners      = "DescribeListeners"
 	actionCreateListener         = "CreateListener"
 	actionModifyListener         = "ModifyListener"
@@ -283,8 +284,8 @@ func (c *Cloud) end(r *request, err error) error {
 
 // run serves a call: it waits out the action's latency, then, under the
 // lock, completes due tasks, admits the call past the rate limit and the
-// injected faults, and runs fn. An *cloud.Error that fn returns without an
-// action gets the call's action and RequestId.
+// injected faults, and runs fn. An *cloud.Error that fn returns gets the
+// call's action and RequestId where it has none.
 func (c *Cloud) run(ctx context.Context, r *request, fn func() error) error {
 	action := r.call.Action
 	if err := ctx.Err(); err != nil {
@@ -310,8 +311,13 @@ func (c *Cloud) run(ctx context.Context, r *request, fn func() error) error {
 		return err
 	}
 	err := fn()
-	if ce, ok := err.(*cloud.Error); ok && ce.Action == "" {
-		ce.Action, ce.RequestID = action, r.id
+	if ce, ok := err.(*cloud.Error); ok {
+		if ce.Action == "" {
+			ce.Action = action
+		}
+		if ce.RequestID == "" {
+			ce.RequestID = r.id
+		}
 	}
 	return err
 }

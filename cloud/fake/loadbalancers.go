@@ -2,6 +2,7 @@ package fake
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
 
@@ -97,6 +98,12 @@ func (c *Cloud) StartCreateLoadBalancer(ctx context.Context, spec cloud.LoadBala
 }
 
 func (c *Cloud) createLoadBalancer(r *request, spec cloud.LoadBalancerSpec) (*loadBalancer, *task, error) {
+	// Parameters are checked before the ClientToken is looked at, as the
+	// API checks a request before running it.
+	params, err := createParametersOf(spec.ExtensiveParameters)
+	if err != nil {
+		return nil, nil, err
+	}
 	if id, ok := c.tokens[spec.ClientToken]; ok && spec.ClientToken != "" {
 		lb := c.lbs[id]
 		r.call.LoadBalancerID = id
@@ -106,6 +113,10 @@ func (c *Cloud) createLoadBalancer(r *request, spec cloud.LoadBalancerSpec) (*lo
 		return nil, nil, apiError(cloud.CodeInvalidParameterVal, "LoadBalancerName longer than %d characters", maxNameLength)
 	}
 	lb := c.newLoadBalancer("", cloud.LoadBalancer{Name: spec.Name, SubnetID: spec.SubnetID, Tags: maps.Clone(spec.Tags)})
+	// As the API documents, the bandwidth applies to public CLBs only.
+	if ia := params.InternetAccessible; ia != nil && ia.InternetMaxBandwidthOut != nil && spec.SubnetID == "" {
+		lb.InternetMaxBandwidthOut = *ia.InternetMaxBandwidthOut
+	}
 	r.call.LoadBalancerID = lb.ID
 	if spec.ClientToken != "" {
 		lb.clientToken = spec.ClientToken
@@ -148,6 +159,119 @@ func (c *Cloud) deleteLoadBalancer(r *request, lbID string) (*task, error) {
 	return c.startTask(r, lbID, func(succeeded bool) {
 		if succeeded {
 			c.removeLoadBalancer(lb)
+		}
+	}), nil
+}
+
+// createParameters are the parameters of CreateLoadBalancer that
+// LoadBalancerSpec.ExtensiveParameters may set: all but the reserved ones,
+// by the API's names and with its types (SDK v1.0.162). The fake keeps the
+// bandwidth and checks the charge type; the rest it takes and forgets, as
+// they change nothing it models.
+type createParameters struct {
+	ProjectID          *int64              `json:"ProjectId"`
+	AddressIPVersion   *string             `json:"AddressIPVersion"`
+	MasterZoneID       *string             `json:"MasterZoneId"`
+	ZoneID             *string             `json:"ZoneId"`
+	SlaveZoneID        *string             `json:"SlaveZoneId"`
+	InternetAccessible *internetAccessible `json:"InternetAccessible"`
+	VipIsp             *string             `json:"VipIsp"`
+	Vip                *string             `json:"Vip"`
+	BandwidthPackageID *string             `json:"BandwidthPackageId"`
+	ExclusiveCluster   json.RawMessage     `json:"ExclusiveCluster"`
+	SnatPro            *bool               `json:"SnatPro"`
+	SnatIps            json.RawMessage     `json:"SnatIps"`
+	ClusterTag         *string             `json:"ClusterTag"`
+	EipAddressID       *string             `json:"EipAddressId"`
+}
+
+// internetAccessible is the API's InternetAccessible: how a public CLB's
+// traffic is billed and capped.
+type internetAccessible struct {
+	InternetChargeType      *string `json:"InternetChargeType"`
+	InternetMaxBandwidthOut *int64  `json:"InternetMaxBandwidthOut"`
+	BandwidthpkgSubType     *string `json:"BandwidthpkgSubType"`
+}
+
+// internetChargeTypes are the values InternetAccessible.InternetChargeType
+// takes.
+var internetChargeTypes = []string{"TRAFFIC_POSTPAID_BY_HOUR", "BANDWIDTH_POSTPAID_BY_HOUR", "BANDWIDTH_PACKAGE"}
+
+// createParametersOf reads extensive parameters as the adapter and the API
+// together would: the reserved ones and names or types the API does not
+// have are refused, as are values out of range.
+func createParametersOf(extensive map[string]any) (createParameters, error) {
+	var p createParameters
+	if len(extensive) == 0 {
+		return p, nil
+	}
+	if err := cloud.CheckExtensiveParameters(extensive); err != nil {
+		return p, err
+	}
+	if err := cloud.DecodeParameters(actionCreateLoadBalancer, extensive, &p); err != nil {
+		return p, err
+	}
+	if ia := p.InternetAccessible; ia != nil {
+		if ct := ia.InternetChargeType; ct != nil && !slices.Contains(internetChargeTypes, *ct) {
+			return p, apiError(cloud.CodeInvalidParameterVal, "InternetAccessible.InternetChargeType %q: must be one of %v", *ct, internetChargeTypes)
+		}
+		if bw := ia.InternetMaxBandwidthOut; bw != nil {
+			if err := checkBandwidth("InternetAccessible.InternetMaxBandwidthOut", *bw); err != nil {
+				return p, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// checkBandwidth checks an outbound bandwidth against the API's range.
+func checkBandwidth(name string, mbps int64) error {
+	if mbps < 0 || mbps > cloud.MaxInternetBandwidthOut {
+		return apiError(cloud.CodeInvalidParameterVal, "%s %d: must be within 0..%d Mbps", name, mbps, cloud.MaxInternetBandwidthOut)
+	}
+	return nil
+}
+
+// ModifyLoadBalancerAttributes changes what attrs sets on a CLB once its
+// task is done. A public CLB's bandwidth is within
+// 0..cloud.MaxInternetBandwidthOut; an internal CLB has none to set.
+func (c *Cloud) ModifyLoadBalancerAttributes(ctx context.Context, lbID string, attrs cloud.LoadBalancerAttributes) error {
+	return c.write(ctx, actionModifyLBAttributes, lbID, 0, func(r *request) (*task, []string, error) {
+		t, err := c.modifyLoadBalancerAttributes(r, lbID, attrs)
+		return t, nil, err
+	})
+}
+
+// StartModifyLoadBalancerAttributes starts ModifyLoadBalancerAttributes'
+// change.
+func (c *Cloud) StartModifyLoadBalancerAttributes(ctx context.Context, lbID string, attrs cloud.LoadBalancerAttributes) (taskID string, err error) {
+	taskID, _, err = c.start(ctx, actionModifyLBAttributes, lbID, 0, func(r *request) (*task, []string, error) {
+		t, err := c.modifyLoadBalancerAttributes(r, lbID, attrs)
+		return t, nil, err
+	})
+	return taskID, err
+}
+
+func (c *Cloud) modifyLoadBalancerAttributes(r *request, lbID string, attrs cloud.LoadBalancerAttributes) (*task, error) {
+	lb, err := c.writable(lbID)
+	if err != nil {
+		return nil, err
+	}
+	// The value, not the caller's pointer: the task may finish later.
+	var bandwidth *int64
+	if bw := attrs.InternetMaxBandwidthOut; bw != nil {
+		if lb.SubnetID != "" {
+			return nil, apiError(cloud.CodeInvalidParameterVal,
+				"InternetChargeInfo: LoadBalancer %s is internal, and only a public CLB has an internet bandwidth", lbID)
+		}
+		if err := checkBandwidth("InternetChargeInfo.InternetMaxBandwidthOut", *bw); err != nil {
+			return nil, err
+		}
+		bandwidth = new(*bw)
+	}
+	return c.startTask(r, lbID, func(succeeded bool) {
+		if succeeded && bandwidth != nil {
+			lb.InternetMaxBandwidthOut = *bandwidth
 		}
 	}), nil
 }

@@ -2,6 +2,7 @@ package tencent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -104,9 +105,11 @@ func loadBalancerFromAPI(r *clb.LoadBalancer) cloud.LoadBalancer {
 		Tags: map[string]string{},
 	}
 	// A public CLB may report its VPC's subnet too; only an internal one
-	// lives in it.
+	// lives in it. Likewise only a public one has an internet bandwidth.
 	if deref(r.LoadBalancerType) != "OPEN" {
 		lb.SubnetID = deref(r.SubnetId)
+	} else if na := r.NetworkAttributes; na != nil {
+		lb.InternetMaxBandwidthOut = deref(na.InternetMaxBandwidthOut)
 	}
 	for _, t := range r.Tags {
 		if t != nil && t.TagKey != nil {
@@ -117,11 +120,35 @@ func loadBalancerFromAPI(r *clb.LoadBalancer) cloud.LoadBalancer {
 }
 
 // CreateLoadBalancer creates a CLB (public, or internal in spec.SubnetID)
-// forwarding at layer 4 and 7 as TKE's do, and returns it once
-// DescribeLoadBalancers reports it running, with its VIPs. Its ClientToken
-// makes the call idempotent, which is also what lets it be retried after a
-// network failure.
+// forwarding at layer 4 and 7 as TKE's do, with spec.ExtensiveParameters
+// laid over the request, and returns it once DescribeLoadBalancers reports
+// it running, with its VIPs. Its ClientToken makes the call idempotent,
+// which is also what lets it be retried after a network failure.
 func (c *Cloud) CreateLoadBalancer(ctx context.Context, spec cloud.LoadBalancerSpec) (cloud.LoadBalancer, error) {
+	req, err := c.createLoadBalancerRequest(spec)
+	if err != nil {
+		return cloud.LoadBalancer{}, err
+	}
+	resp, err := send(ctx, c, op{idempotent: spec.ClientToken != ""}, req, (*clb.Client).CreateLoadBalancer)
+	if err != nil {
+		return cloud.LoadBalancer{}, err
+	}
+	ids := derefs(resp.Response.LoadBalancerIds)
+	if len(ids) == 0 || ids[0] == "" {
+		return cloud.LoadBalancer{}, cloud.NewError(req.GetAction(), CodeMalformedResponse, "no LoadBalancerIds in the response", deref(resp.Response.RequestId))
+	}
+	return c.waitLoadBalancerReady(ctx, ids[0], deref(resp.Response.RequestId))
+}
+
+// createLoadBalancerRequest builds the request for spec. Extensive
+// parameters are merged as TKE merges them: the request as JSON, the
+// parameters laid over it, and the result decoded back. The decoding is
+// strict where the SDK's FromJsonString is not: it names an unknown
+// parameter, and refuses one nested in another (a typo in
+// InternetAccessible would otherwise vanish unnoticed); see
+// cloud.DecodeParameters. So a map the API cannot take fails here, with a
+// Terminal error and before any call.
+func (c *Cloud) createLoadBalancerRequest(spec cloud.LoadBalancerSpec) (*clb.CreateLoadBalancerRequest, error) {
 	req := clb.NewCreateLoadBalancerRequest()
 	req.LoadBalancerType = str("OPEN")
 	if spec.SubnetID != "" {
@@ -134,15 +161,23 @@ func (c *Cloud) CreateLoadBalancer(ctx context.Context, spec cloud.LoadBalancerS
 	for _, k := range slices.Sorted(maps.Keys(spec.Tags)) {
 		req.Tags = append(req.Tags, &clb.TagInfo{TagKey: str(k), TagValue: str(spec.Tags[k])})
 	}
-	resp, err := send(ctx, c, op{idempotent: spec.ClientToken != ""}, req, (*clb.Client).CreateLoadBalancer)
-	if err != nil {
-		return cloud.LoadBalancer{}, err
+	if len(spec.ExtensiveParameters) == 0 {
+		return req, nil
 	}
-	ids := derefs(resp.Response.LoadBalancerIds)
-	if len(ids) == 0 || ids[0] == "" {
-		return cloud.LoadBalancer{}, cloud.NewError(req.GetAction(), CodeMalformedResponse, "no LoadBalancerIds in the response", deref(resp.Response.RequestId))
+	// Refused first, so that the overlay below cannot replace what we set.
+	if err := cloud.CheckExtensiveParameters(spec.ExtensiveParameters); err != nil {
+		return nil, err
 	}
-	return c.waitLoadBalancerReady(ctx, ids[0], deref(resp.Response.RequestId))
+	var merged map[string]any
+	if err := json.Unmarshal([]byte(req.ToJsonString()), &merged); err != nil {
+		return nil, fmt.Errorf("%s: encoding the request: %w", req.GetAction(), err)
+	}
+	maps.Copy(merged, spec.ExtensiveParameters)
+	out := clb.NewCreateLoadBalancerRequest()
+	if err := cloud.DecodeParameters(out.GetAction(), merged, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // waitLoadBalancerReady polls DescribeLoadBalancers until the new CLB runs.
@@ -178,6 +213,22 @@ func (c *Cloud) DeleteLoadBalancer(ctx context.Context, loadBalancerID string) e
 	req := clb.NewDeleteLoadBalancerRequest()
 	req.LoadBalancerIds = strs([]string{loadBalancerID})
 	resp, err := send(ctx, c, op{lbID: loadBalancerID}, req, (*clb.Client).DeleteLoadBalancer)
+	if err != nil {
+		return err
+	}
+	return c.waitTask(ctx, req.GetAction(), loadBalancerID, resp.Response.RequestId)
+}
+
+// ModifyLoadBalancerAttributes sends what attrs sets (the bandwidth as
+// InternetChargeInfo.InternetMaxBandwidthOut) and waits for the task.
+// Setting the same attributes twice changes nothing, so it may be retried.
+func (c *Cloud) ModifyLoadBalancerAttributes(ctx context.Context, loadBalancerID string, attrs cloud.LoadBalancerAttributes) error {
+	req := clb.NewModifyLoadBalancerAttributesRequest()
+	req.LoadBalancerId = str(loadBalancerID)
+	if bw := attrs.InternetMaxBandwidthOut; bw != nil {
+		req.InternetChargeInfo = &clb.InternetAccessible{InternetMaxBandwidthOut: i64(*bw)}
+	}
+	resp, err := send(ctx, c, op{lbID: loadBalancerID, idempotent: true}, req, (*clb.Client).ModifyLoadBalancerAttributes)
 	if err != nil {
 		return err
 	}

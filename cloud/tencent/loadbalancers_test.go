@@ -3,6 +3,7 @@ package tencent
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -201,5 +202,132 @@ func TestDescribeQuota(t *testing.T) {
 		if err != nil || q != want {
 			t.Errorf("DescribeQuota = %+v, %v; want %+v", q, err, want)
 		}
+	}
+}
+
+func TestDescribeLoadBalancersReadsTheBandwidth(t *testing.T) {
+	f := newFakeAPI(t)
+	f.handle("DescribeLoadBalancers", func(map[string]any, int) any {
+		public := lbJSON("lb-public", 1, nil)
+		public["NetworkAttributes"] = map[string]any{"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR", "InternetMaxBandwidthOut": 20}
+		// An internal CLB may report network attributes too; it has no
+		// internet bandwidth.
+		internal := lbJSON("lb-internal", 1, nil)
+		internal["LoadBalancerType"], internal["SubnetId"] = "INTERNAL", "subnet-1"
+		internal["NetworkAttributes"] = map[string]any{"InternetMaxBandwidthOut": 10}
+		return map[string]any{"TotalCount": 3, "LoadBalancerSet": []any{public, internal, lbJSON("lb-unsaid", 1, nil)}}
+	})
+	c := newTestCloud(t, f, nil)
+	got, err := c.DescribeLoadBalancers(t.Context(), cloud.LoadBalancerQuery{IDs: []string{"lb-public", "lb-internal", "lb-unsaid"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bandwidths := map[string]int64{}
+	for _, lb := range got {
+		bandwidths[lb.ID] = lb.InternetMaxBandwidthOut
+	}
+	if want := map[string]int64{"lb-public": 20, "lb-internal": 0, "lb-unsaid": 0}; !cmp.Equal(bandwidths, want) {
+		t.Errorf("bandwidths %v, want %v", bandwidths, want)
+	}
+}
+
+func TestCreateLoadBalancerWithExtensiveParameters(t *testing.T) {
+	f := newFakeAPI(t)
+	f.handle("CreateLoadBalancer", func(map[string]any, int) any {
+		return map[string]any{"LoadBalancerIds": []string{"lb-new"}}
+	})
+	f.handle("DescribeLoadBalancers", func(map[string]any, int) any {
+		lb := lbJSON("lb-new", 1, nil, "1.2.3.4")
+		lb["NetworkAttributes"] = map[string]any{"InternetMaxBandwidthOut": 30}
+		return map[string]any{"TotalCount": 1, "LoadBalancerSet": []any{lb}}
+	})
+	c := newTestCloud(t, f, func(o *Options) { o.VpcID = "vpc-1" })
+
+	lb, err := c.CreateLoadBalancer(t.Context(), cloud.LoadBalancerSpec{
+		Name: "svc", ClientToken: "uid-1", Tags: map[string]string{"k": "v"},
+		ExtensiveParameters: map[string]any{
+			// As parsed from the annotation's JSON, and as Go code would
+			// write it: both encode alike.
+			"InternetAccessible": map[string]any{"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR", "InternetMaxBandwidthOut": 30.0},
+			"ProjectId":          int64(7),
+			"VipIsp":             "CMCC",
+			"ZoneId":             "ap-guangzhou-3",
+		},
+	})
+	if err != nil {
+		t.Fatalf("CreateLoadBalancer: %v", err)
+	}
+	if lb.InternetMaxBandwidthOut != 30 {
+		t.Errorf("CLB %+v, want InternetMaxBandwidthOut 30", lb)
+	}
+	want := map[string]any{
+		"LoadBalancerType": "OPEN", "Forward": 1.0, "LoadBalancerName": "svc", "VpcId": "vpc-1", "ClientToken": "uid-1",
+		"Tags":               []any{map[string]any{"TagKey": "k", "TagValue": "v"}},
+		"InternetAccessible": map[string]any{"InternetChargeType": "TRAFFIC_POSTPAID_BY_HOUR", "InternetMaxBandwidthOut": 30.0},
+		"ProjectId":          7.0, "VipIsp": "CMCC", "ZoneId": "ap-guangzhou-3",
+	}
+	if diff := cmp.Diff(want, f.callsOf("CreateLoadBalancer")[0].Body); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}
+
+func TestExtensiveParametersRefusedBeforeAnyCall(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		params map[string]any
+		code   string
+		// inMessage must appear in the error: what the user has to fix.
+		inMessage string
+	}{
+		{"reserved", map[string]any{"VpcId": "vpc-2", "Tags": []any{}, "ZoneId": "ap-guangzhou-3"}, cloud.CodeInvalidParameter, "Tags, VpcId"},
+		{"unknown", map[string]any{"Bandwidth": 10, "Zone": "x"}, cloud.CodeUnknownParameter, "Bandwidth, Zone"},
+		{"reserved in another case", map[string]any{"vpcid": "vpc-2"}, cloud.CodeUnknownParameter, "vpcid"},
+		{"unknown inside", map[string]any{"InternetAccessible": map[string]any{"MaxBandwidthOut": 10}}, cloud.CodeUnknownParameter, "MaxBandwidthOut"},
+		{"wrong type", map[string]any{"InternetAccessible": map[string]any{"InternetMaxBandwidthOut": "10"}}, cloud.CodeInvalidParameter,
+			"InternetAccessible.InternetMaxBandwidthOut"},
+		{"not a number", map[string]any{"ProjectId": 1.5}, cloud.CodeInvalidParameter, "ProjectId"},
+		{"not JSON", map[string]any{"ZoneId": func() {}}, cloud.CodeInvalidParameter, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t)
+			c := newTestCloud(t, f, nil)
+			_, err := c.CreateLoadBalancer(t.Context(), cloud.LoadBalancerSpec{Name: "svc", ExtensiveParameters: tc.params})
+			ce := wantCloudError(t, err, tc.code, cloud.KindTerminal)
+			if ce.Action != "CreateLoadBalancer" || !strings.Contains(ce.Message, tc.inMessage) {
+				t.Errorf("error %v: want action CreateLoadBalancer and a message naming %q", err, tc.inMessage)
+			}
+			if calls := f.callsOf(""); len(calls) != 0 {
+				t.Errorf("%d API calls, want none", len(calls))
+			}
+		})
+	}
+}
+
+func TestModifyLoadBalancerAttributes(t *testing.T) {
+	f := newFakeAPI(t)
+	f.handle("ModifyLoadBalancerAttributes", func(map[string]any, int) any { return map[string]any{} })
+	f.handle("DescribeTaskStatus", func(_ map[string]any, n int) any {
+		return map[string]any{"Status": []int{taskRunning, taskDone}[min(n, 1)]}
+	})
+	c := newTestCloud(t, f, nil)
+
+	if err := c.ModifyLoadBalancerAttributes(t.Context(), "lb-1", cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: new(int64(20))}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"LoadBalancerId": "lb-1", "InternetChargeInfo": map[string]any{"InternetMaxBandwidthOut": 20.0}}
+	if diff := cmp.Diff(want, f.callsOf("ModifyLoadBalancerAttributes")[0].Body); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	polls := f.callsOf("DescribeTaskStatus")
+	if len(polls) != 2 || polls[0].Body["TaskId"] != "req-ModifyLoadBalancerAttributes-0" {
+		t.Errorf("task polls %+v, want 2 for the call's RequestId", polls)
+	}
+
+	// Nothing to set is still the one call, which changes nothing.
+	if err := c.ModifyLoadBalancerAttributes(t.Context(), "lb-1", cloud.LoadBalancerAttributes{}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]any{"LoadBalancerId": "lb-1"}, f.callsOf("ModifyLoadBalancerAttributes")[1].Body); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
 	}
 }
