@@ -25,11 +25,15 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"clb-direct/tkeconfig"
 )
 
 const (
@@ -77,7 +81,7 @@ func decodeAll(t *testing.T) []manifest {
 			if isEmpty(doc) {
 				continue
 			}
-			obj, _, err := decoder.Decode(doc, nil, nil)
+			obj, err := decode(decoder, doc)
 			if err != nil {
 				t.Errorf("%s: document %d: %v", path, n, err)
 				continue
@@ -93,6 +97,37 @@ func decodeAll(t *testing.T) []manifest {
 		t.FailNow()
 	}
 	return out
+}
+
+// crdGVK is the kind of deploy/crd/'s CustomResourceDefinitions, which
+// client-go's scheme does not know (its types live in apiextensions-apiserver,
+// which this module does not depend on): tkeconfig/crd_test.go checks them.
+var crdGVK = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}
+
+// decode decodes one document strictly. A CustomResourceDefinition becomes
+// an Unstructured (duplicated fields are still errors); a TkeServiceConfig
+// too, once it passes tkeconfig.FromUnstructured, the controller's own strict
+// reading of it (unknown fields, types, ranges).
+func decode(decoder runtime.Decoder, doc []byte) (runtime.Object, error) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return nil, err
+	}
+	gvk := tm.GroupVersionKind()
+	if gvk != crdGVK && gvk != tkeconfig.GVK {
+		obj, _, err := decoder.Decode(doc, nil, nil)
+		return obj, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.UnmarshalStrict(doc, &u.Object); err != nil {
+		return nil, err
+	}
+	if gvk == tkeconfig.GVK {
+		if _, err := tkeconfig.FromUnstructured(u); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
 }
 
 // isEmpty reports whether a YAML document holds only comments or blanks.
@@ -146,6 +181,9 @@ func TestManifestsDecode(t *testing.T) {
 	// The examples.
 	find[*appsv1.Deployment](t, ms, "*", "echo")
 	find[*corev1.Service](t, ms, "*", "echo")
+	find[*unstructured.Unstructured](t, ms, "*", "echo-config")
+	// The CRD the example needs.
+	find[*unstructured.Unstructured](t, ms, "", "tkeserviceconfigs.cloud.tencent.com")
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
