@@ -13,14 +13,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -36,6 +41,7 @@ import (
 	"clb-direct/cloud/tencent"
 	"clb-direct/controller"
 	"clb-direct/readiness"
+	"clb-direct/tkeconfig"
 )
 
 type options struct {
@@ -141,16 +147,38 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("starting the event recorder: %w", err)
 	}
 	recorder := broadcaster.NewRecorder(scheme.Scheme, "clb-direct")
+	serverVersion, err := client.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("reading the API server's version: %w", err)
+	}
+	// Only the one ConfigMap that holds the GlobalRouter opt-in is watched.
+	serviceControllerConfig := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(controller.ServiceControllerConfigNamespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", controller.ServiceControllerConfigName).String()
+		}))
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return fmt.Errorf("creating the dynamic client: %w", err)
+	}
+	serviceConfigs, err := tkeServiceConfigInformer(ctx, client, dyn)
+	if err != nil {
+		return err
+	}
 	// The controller pokes the readiness worker after registering Pods, and
 	// the worker asks the controller where Pods belong: one is made first.
 	var gates *readiness.Worker
 	ctrl, err := controller.New(ctx, client, clb, recorder, factory.Core().V1().Services(), factory.Core().V1().Pods(), controller.Options{
-		ClusterID:           o.clusterID,
-		LoadBalancerClass:   o.loadBalancerClass,
-		ResyncPeriod:        o.resyncPeriod,
-		TerminalRetryDelay:  o.terminalErrorRetryPeriod,
-		ShutdownGracePeriod: o.shutdownGracePeriod,
-		BackendsChanged:     func() { gates.Poke() },
+		ClusterID:               o.clusterID,
+		LoadBalancerClass:       o.loadBalancerClass,
+		ResyncPeriod:            o.resyncPeriod,
+		TerminalRetryDelay:      o.terminalErrorRetryPeriod,
+		ShutdownGracePeriod:     o.shutdownGracePeriod,
+		BackendsChanged:         func() { gates.Poke() },
+		ServiceControllerConfig: serviceControllerConfig.Core().V1().ConfigMaps(),
+		ServiceConfigs:          serviceConfigs,
+		Dynamic:                 dyn,
+		ServerVersion:           serverVersion.GitVersion,
 	})
 	if err != nil {
 		return err
@@ -166,6 +194,11 @@ func run(ctx context.Context, o options) error {
 	// takes over within one lease duration.
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	serviceControllerConfig.Start(ctx.Done())
+	defer serviceControllerConfig.Shutdown()
+	if serviceConfigs != nil {
+		go serviceConfigs.Informer().RunWithContext(ctx)
+	}
 
 	var synced atomic.Bool
 	go func() {
@@ -234,6 +267,24 @@ func serveWebhook(ctx context.Context, o options, ctrl *controller.Controller) e
 type injectNothing struct{}
 
 func (injectNothing) SelectedByDirectAccess(*corev1.Pod) bool { return false }
+
+// tkeServiceConfigInformer watches TkeServiceConfig objects when their CRD
+// is installed; without it (nil) Services naming a config get a Warning
+// saying so, and the rest works.
+func tkeServiceConfigInformer(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) (informers.GenericInformer, error) {
+	resources, err := client.Discovery().ServerResourcesForGroupVersion(tkeconfig.GVR.GroupVersion().String())
+	if apierrors.IsNotFound(err) {
+		klog.FromContext(ctx).Info("The TkeServiceConfig CRD is not installed; tke-service-config annotations will be refused", "crd", tkeconfig.GVR.GroupResource())
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking for the TkeServiceConfig CRD: %w", err)
+	}
+	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == tkeconfig.GVR.Resource }) {
+		return nil, nil
+	}
+	return dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0).ForResource(tkeconfig.GVR), nil
+}
 
 func restConfig(o options) (*rest.Config, error) {
 	if o.kubeconfig == "" && o.master == "" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"clb-direct/cloud"
 	"clb-direct/readiness"
@@ -35,6 +36,13 @@ const (
 	// AnnotationExtensiveParameters is a JSON object merged into the
 	// CreateLoadBalancer request (bandwidth, ISP, zones...).
 	AnnotationExtensiveParameters = "service.kubernetes.io/service.extensiveParameters"
+	// AnnotationTkeServiceConfig names a TkeServiceConfig in the Service's
+	// namespace that tunes the CLB's listeners and bandwidth.
+	AnnotationTkeServiceConfig = "service.cloud.tencent.com/tke-service-config"
+	// AnnotationTkeServiceConfigAuto "true" makes the controller keep a
+	// TkeServiceConfig <service>-auto-service-config that shows the CLB's
+	// current listener settings.
+	AnnotationTkeServiceConfigAuto = "service.cloud.tencent.com/tke-service-config-auto"
 	// AnnotationLoadBalancerID is written by the controller: the CLB in use.
 	AnnotationLoadBalancerID = "service.kubernetes.io/loadbalance-id"
 )
@@ -64,6 +72,10 @@ type ServiceConfig struct {
 	InternalSubnetID string
 	// ExtensiveParameters is the validated JSON object for CreateLoadBalancer.
 	ExtensiveParameters string
+	// TkeServiceConfig is the name of the TkeServiceConfig to apply.
+	TkeServiceConfig string
+	// AutoServiceConfig asks for <service>-auto-service-config.
+	AutoServiceConfig bool
 }
 
 var (
@@ -78,9 +90,10 @@ func parseServiceConfig(svc *v1.Service) (ServiceConfig, error) {
 	cfg := ServiceConfig{BackendWeight: DefaultBackendWeight}
 	var errs []error
 	for annotation, field := range map[string]*bool{
-		AnnotationDirectAccess:      &cfg.DirectAccess,
-		AnnotationGraceShutdown:     &cfg.GraceShutdown,
-		AnnotationGraceShutdownTKEx: &cfg.GraceShutdownTKEx,
+		AnnotationDirectAccess:         &cfg.DirectAccess,
+		AnnotationGraceShutdown:        &cfg.GraceShutdown,
+		AnnotationGraceShutdownTKEx:    &cfg.GraceShutdownTKEx,
+		AnnotationTkeServiceConfigAuto: &cfg.AutoServiceConfig,
 	} {
 		v, ok := svc.Annotations[annotation]
 		if !ok {
@@ -119,11 +132,21 @@ func parseServiceConfig(svc *v1.Service) (ServiceConfig, error) {
 		}
 		*id.field = v
 	}
+	if v, ok := svc.Annotations[AnnotationTkeServiceConfig]; ok {
+		if problems := validation.IsDNS1123Subdomain(v); len(problems) > 0 {
+			errs = append(errs, fmt.Errorf("annotation %s=%q: not a valid object name: %s", AnnotationTkeServiceConfig, v, strings.Join(problems, "; ")))
+		} else {
+			cfg.TkeServiceConfig = v
+		}
+	}
 	if v, ok := svc.Annotations[AnnotationExtensiveParameters]; ok {
 		var params map[string]any
 		err := json.Unmarshal([]byte(v), &params)
 		if err == nil && params == nil {
 			err = errors.New("null")
+		}
+		if err == nil {
+			err = cloud.CheckExtensiveParameters(params)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("annotation %s: want a JSON object of CreateLoadBalancer parameters, e.g. {\"InternetAccessible\":{\"InternetMaxBandwidthOut\":10}}: %w", AnnotationExtensiveParameters, err))

@@ -16,6 +16,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -47,6 +49,18 @@ type Options struct {
 	// BackendsChanged, if set, is called after a sync changed backends, so
 	// the readiness worker looks at waiting Pods at once.
 	BackendsChanged func()
+	// ServiceConfigs is the informer of TkeServiceConfig objects; nil when
+	// the CRD is not installed (Services naming one then get a Warning).
+	ServiceConfigs informers.GenericInformer
+	// Dynamic writes <service>-auto-service-config objects.
+	Dynamic dynamic.Interface
+	// ServiceControllerConfig watches kube-system/tke-service-controller-config,
+	// whose GlobalRouteDirectAccess lets GlobalRouter Pods be registered;
+	// nil means it is never allowed.
+	ServiceControllerConfig coreinformers.ConfigMapInformer
+	// ServerVersion is the API server's gitVersion; direct access needs
+	// Kubernetes newer than 1.12. Empty skips the check.
+	ServerVersion string
 	// Clock is injected for tests.
 	Clock clock.WithTicker
 }
@@ -69,11 +83,15 @@ type Controller struct {
 
 	serviceLister  corelisters.ServiceLister
 	serviceIndexer cache.Indexer
-	servicesSynced cache.InformerSynced
 	podLister      corelisters.PodLister
-	podsSynced     cache.InformerSynced
+	// cachesSynced are every informer the controller reads.
+	cachesSynced []cache.InformerSynced
 
 	queue workqueue.TypedRateLimitingInterface[string]
+
+	// unsupported explains why this cluster cannot have direct access
+	// (its version); empty when it can.
+	unsupported string
 
 	observed          observedCache
 	loadBalancerLocks keyedLocks
@@ -113,14 +131,37 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 		opts:           opts,
 		serviceLister:  serviceInformer.Lister(),
 		serviceIndexer: serviceInformer.Informer().GetIndexer(),
-		servicesSynced: serviceInformer.Informer().HasSynced,
 		podLister:      podInformer.Lister(),
-		podsSynced:     podInformer.Informer().HasSynced,
+		cachesSynced:   []cache.InformerSynced{serviceInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue:          workqueue.NewTypedRateLimitingQueueWithConfig(newRateLimiter(), workqueue.TypedRateLimitingQueueConfig[string]{Name: "clb-direct", Clock: opts.Clock}),
 		observed:       observedCache{entries: map[string]observedEntry{}},
 	}
-	if err := serviceInformer.Informer().AddIndexers(cache.Indexers{selectorIndex: serviceSelectorIndexFunc}); err != nil {
-		return nil, fmt.Errorf("adding the Service selector index: %w", err)
+	if err := serviceInformer.Informer().AddIndexers(cache.Indexers{
+		selectorIndex:      serviceSelectorIndexFunc,
+		serviceConfigIndex: serviceConfigIndexFunc,
+	}); err != nil {
+		return nil, fmt.Errorf("adding the Service indexes: %w", err)
+	}
+	c.unsupported = unsupportedReason(opts.ServerVersion)
+	if opts.ServiceControllerConfig != nil {
+		if _, err := opts.ServiceControllerConfig.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.enqueueDirectAccessServices() },
+			UpdateFunc: func(any, any) { c.enqueueDirectAccessServices() },
+			DeleteFunc: func(any) { c.enqueueDirectAccessServices() },
+		}, cache.HandlerOptions{Logger: &logger}); err != nil {
+			return nil, fmt.Errorf("adding the service controller ConfigMap handler: %w", err)
+		}
+		c.cachesSynced = append(c.cachesSynced, opts.ServiceControllerConfig.Informer().HasSynced)
+	}
+	if opts.ServiceConfigs != nil {
+		if _, err := opts.ServiceConfigs.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.enqueueConfigServices,
+			UpdateFunc: func(_, obj any) { c.enqueueConfigServices(obj) },
+			DeleteFunc: c.enqueueConfigServices,
+		}, cache.HandlerOptions{Logger: &logger}); err != nil {
+			return nil, fmt.Errorf("adding the TkeServiceConfig event handler: %w", err)
+		}
+		c.cachesSynced = append(c.cachesSynced, opts.ServiceConfigs.Informer().HasSynced)
 	}
 	resync := opts.ResyncPeriod
 	if _, err := serviceInformer.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
@@ -156,7 +197,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrashWithContext(ctx)
 	logger := klog.FromContext(ctx)
 	logger.Info("Starting clb-direct controller", "workers", workers)
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.servicesSynced, c.podsSynced) {
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.cachesSynced...) {
 		c.queue.ShutDown()
 		return errors.New("caches did not sync before the controller was stopped")
 	}
@@ -299,6 +340,53 @@ func (c *Controller) servicesSelecting(pod *v1.Pod) []*v1.Service {
 		}
 	}
 	return out
+}
+
+// unsupportedReason says why a cluster of this version cannot have direct
+// access, or "" when it can (or the version was not given).
+func unsupportedReason(gitVersion string) string {
+	if gitVersion == "" {
+		return ""
+	}
+	ok, err := directAccessSupported(gitVersion)
+	switch {
+	case err != nil:
+		return err.Error()
+	case !ok:
+		return fmt.Sprintf("Kubernetes %s is too old: CLB direct access needs %s or newer", gitVersion, minDirectAccessVersion)
+	}
+	return ""
+}
+
+// enqueueDirectAccessServices queues every direct-access Service: the
+// GlobalRouter switch concerns them all, and it changes rarely.
+func (c *Controller) enqueueDirectAccessServices() {
+	svcs, err := c.serviceLister.List(labels.Everything())
+	if err != nil {
+		utilruntime.HandleError(fmt.Errorf("listing Services: %w", err))
+		return
+	}
+	for _, svc := range svcs {
+		if c.wantsDirectAccess(svc) {
+			c.enqueueService(svc)
+		}
+	}
+}
+
+// globalRouterAllowed reads the cluster's opt-in for GlobalRouter Pods.
+func (c *Controller) globalRouterAllowed(ctx context.Context) bool {
+	if c.opts.ServiceControllerConfig == nil {
+		return false
+	}
+	cm, err := c.opts.ServiceControllerConfig.Lister().ConfigMaps(ServiceControllerConfigNamespace).Get(ServiceControllerConfigName)
+	if err != nil {
+		return false
+	}
+	allowed, err := globalRouteDirectAccess(cm)
+	if err != nil {
+		klog.FromContext(ctx).Info("Ignoring an invalid GlobalRouter opt-in", "err", err)
+	}
+	return allowed
 }
 
 // serviceSelectorIndexFunc indexes a Service under one pair of its selector

@@ -11,8 +11,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/informers"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/events"
@@ -21,6 +24,7 @@ import (
 
 	"clb-direct/cloud"
 	"clb-direct/cloud/fake"
+	"clb-direct/tkeconfig"
 )
 
 const (
@@ -41,6 +45,8 @@ type fixture struct {
 	recorder *events.FakeRecorder
 	clock    *testingclock.FakeClock
 	factory  informers.SharedInformerFactory
+	dynamic  *dynamicfake.FakeDynamicClient
+	configs  informers.GenericInformer
 	ctrl     *Controller
 }
 
@@ -50,6 +56,12 @@ func newFixture(t *testing.T, clb *fake.Cloud, objects ...runtime.Object) *fixtu
 	if clb == nil {
 		clb = fake.New()
 	}
+	// The cluster has opted in to direct access for GlobalRouter Pods, which
+	// the test Pods are (they carry no ENI resource).
+	objects = append(objects, &v1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ServiceControllerConfigNamespace, Name: ServiceControllerConfigName},
+		Data:       map[string]string{GlobalRouteDirectAccessKey: "true"},
+	})
 	f := &fixture{
 		t:        t,
 		ctx:      ctx,
@@ -59,8 +71,12 @@ func newFixture(t *testing.T, clb *fake.Cloud, objects ...runtime.Object) *fixtu
 		clock:    testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 	}
 	f.factory = informers.NewSharedInformerFactory(f.client, 0)
+	f.dynamic = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{tkeconfig.GVR: "TkeServiceConfigList"})
+	f.configs = dynamicinformer.NewDynamicSharedInformerFactory(f.dynamic, 0).ForResource(tkeconfig.GVR)
 	ctrl, err := New(ctx, f.client, clb, f.recorder, f.factory.Core().V1().Services(), f.factory.Core().V1().Pods(),
-		Options{ClusterID: testClusterID, Clock: f.clock, TerminalRetryDelay: time.Minute})
+		Options{ClusterID: testClusterID, Clock: f.clock, TerminalRetryDelay: time.Minute, ServiceConfigs: f.configs, Dynamic: f.dynamic,
+			ServiceControllerConfig: f.factory.Core().V1().ConfigMaps(), ServerVersion: "v1.34.2"})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -99,6 +115,24 @@ func (f *fixture) refresh() {
 	}
 	replace(svcStore, s)
 	replace(podStore, p)
+	cms, err := f.client.CoreV1().ConfigMaps("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var cm []any
+	for i := range cms.Items {
+		cm = append(cm, &cms.Items[i])
+	}
+	replace(f.factory.Core().V1().ConfigMaps().Informer().GetIndexer(), cm)
+	configs, err := f.dynamic.Resource(tkeconfig.GVR).Namespace("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var c []any
+	for i := range configs.Items {
+		c = append(c, &configs.Items[i])
+	}
+	replace(f.configs.Informer().GetIndexer(), c)
 }
 
 // sync runs one sync of the test Service with fresh caches and clean logs.
@@ -612,6 +646,7 @@ func TestRunStopsTakingWorkAndFinishesInFlightSyncs(t *testing.T) {
 	f.cloud.SetLatency("CreateLoadBalancer", 200*time.Millisecond)
 	ctx, cancel := context.WithCancel(f.ctx)
 	f.factory.Start(ctx.Done())
+	go f.configs.Informer().Run(ctx.Done())
 	done := make(chan error)
 	go func() { done <- f.ctrl.Run(ctx, 2) }()
 	if err := waitFor(func() bool { return f.cloud.CountCalls("CreateLoadBalancer") == 1 }); err != nil {

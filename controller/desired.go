@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"clb-direct/cloud"
+	"clb-direct/tkeconfig"
 )
 
 // ListenerKey identifies a listener by the Service port it serves.
@@ -29,6 +30,9 @@ type DesiredListener struct {
 	Name string
 	// Backends are sorted by key.
 	Backends []cloud.Backend
+	// Settings are the listener attributes a TkeServiceConfig declares for
+	// this port; nil leaves the CLB's as they are.
+	Settings *tkeconfig.L4Listener
 }
 
 // DesiredState is what the Service's CLB should look like.
@@ -38,6 +42,9 @@ type DesiredState struct {
 	// Problems are things the user must fix; each leaves something out of
 	// the desired state (a port, or a Pod on a port) without failing the rest.
 	Problems []string
+	// Bandwidth is the outbound bandwidth cap a TkeServiceConfig declares
+	// (Mbit/s); nil leaves the CLB's as it is.
+	Bandwidth *int64
 }
 
 // listenerName is the name of the listener that serves a Service port. The

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"clb-direct/cloud"
+	"clb-direct/tkeconfig"
 )
 
 // ObservedState is what the CLB holds, as last read (or as left by our own
@@ -31,6 +32,11 @@ type BackendChange struct {
 // its Pods are replaced.
 type Plan struct {
 	CreateListeners []cloud.ListenerSpec
+	// ModifyListeners bring the Service's listeners to the attributes its
+	// TkeServiceConfig declares.
+	ModifyListeners []ListenerChange
+	// Bandwidth is the CLB's new outbound bandwidth cap; nil: unchanged.
+	Bandwidth       *int64
 	Register        []BackendChange
 	ModifyWeight    []BackendChange
 	Deregister      []BackendChange
@@ -40,9 +46,15 @@ type Plan struct {
 	Conflicts []ListenerKey
 }
 
+// ListenerChange is new settings for an existing listener.
+type ListenerChange struct {
+	Listener cloud.Listener
+	Spec     cloud.ListenerSpec
+}
+
 // Empty reports whether applying the plan would write nothing.
 func (p Plan) Empty() bool {
-	return len(p.CreateListeners) == 0 && len(p.Register) == 0 && len(p.ModifyWeight) == 0 &&
+	return p.Bandwidth == nil && len(p.CreateListeners) == 0 && len(p.ModifyListeners) == 0 && len(p.Register) == 0 && len(p.ModifyWeight) == 0 &&
 		len(p.Deregister) == 0 && len(p.DeleteListeners) == 0
 }
 
@@ -55,6 +67,9 @@ func ownsListener(serviceUID types.UID, l cloud.Listener) bool {
 // the Service owns; the plan is deterministic (sorted like its inputs).
 func planChanges(serviceUID types.UID, desired DesiredState, observed ObservedState) Plan {
 	var plan Plan
+	if desired.Bandwidth != nil && *desired.Bandwidth != observed.LoadBalancer.InternetMaxBandwidthOut {
+		plan.Bandwidth = desired.Bandwidth
+	}
 	byKey := make(map[ListenerKey]cloud.Listener, len(observed.Listeners))
 	for _, l := range observed.Listeners {
 		byKey[ListenerKey{Protocol: l.Protocol, Port: l.Port}] = l
@@ -65,13 +80,17 @@ func planChanges(serviceUID types.UID, desired DesiredState, observed ObservedSt
 		existing, exists := byKey[dl.ListenerKey]
 		switch {
 		case !exists:
-			plan.CreateListeners = append(plan.CreateListeners, defaultListenerSpec(dl))
+			spec, _ := tkeconfig.DesiredListenerSpec(defaultListenerSpec(dl), dl.Settings)
+			plan.CreateListeners = append(plan.CreateListeners, spec)
 			for _, b := range dl.Backends {
 				plan.Register = append(plan.Register, BackendChange{Listener: dl.ListenerKey, Backend: b})
 			}
 		case !ownsListener(serviceUID, existing):
 			plan.Conflicts = append(plan.Conflicts, dl.ListenerKey)
 		default:
+			if spec, changed := tkeconfig.DesiredListenerSpec(existing.ListenerSpec, dl.Settings); changed {
+				plan.ModifyListeners = append(plan.ModifyListeners, ListenerChange{Listener: existing, Spec: spec})
+			}
 			diffBackends(&plan, dl, observed.Backends[existing.ID])
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"clb-direct/cloud"
+	"clb-direct/tkeconfig"
 )
 
 // Event reasons, for users to filter on.
@@ -28,6 +29,8 @@ const (
 	ReasonBackendProblem   = "BackendNotRegistrable"
 	ReasonListenerConflict = "ListenerConflict"
 	ReasonQuotaExceeded    = "QuotaExceeded"
+	ReasonNetworkMode      = "NetworkModeNotSupported"
+	ReasonUnsupported      = "DirectAccessUnsupported"
 	ReasonCreatedCLB       = "CreatedLoadBalancer"
 	ReasonSyncedCLB        = "SyncedLoadBalancer"
 	ReasonDeletedCLB       = "DeletedLoadBalancer"
@@ -162,7 +165,19 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	if !cfg.DirectAccess {
 		return c.cleanupIfOurs(ctx, key, svc)
 	}
-	err = c.ensure(ctx, key, svc, cfg)
+	if c.unsupported != "" {
+		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonUnsupported, c.unsupported+"; the load balancer is left unchanged")
+		return nil
+	}
+	tsc, err := c.serviceConfig(svc, cfg)
+	if err != nil {
+		// As with a bad annotation: tell the user, leave the CLB as it is;
+		// fixing or creating the config queues the Service again.
+		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonInvalidConfig, err.Error()+"; the load balancer is left unchanged")
+		logger.Info("Invalid TkeServiceConfig; leaving the load balancer unchanged", "err", err)
+		return nil
+	}
+	err = c.ensure(ctx, key, svc, cfg, tsc)
 	if err != nil {
 		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s (%s error, will retry)", err, cloud.KindOf(err))
 	}
@@ -177,7 +192,7 @@ func (c *Controller) handlesClass(svc *v1.Service) bool {
 }
 
 // ensure makes the Service's CLB match its Pods.
-func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig) error {
+func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, tsc *tkeconfig.TkeServiceConfig) error {
 	svc, err := c.addFinalizer(ctx, svc)
 	if err != nil {
 		return err
@@ -186,7 +201,17 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 	if err != nil {
 		return err
 	}
-	desired := buildDesiredState(svc, cfg, pods)
+	_, networkProblem, blocked := checkNetworkModes(pods, c.globalRouterAllowed(ctx))
+	if blocked {
+		c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem+"; the load balancer is left unchanged")
+		return nil
+	}
+	if networkProblem != "" {
+		c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem)
+	} else {
+		c.reported.Delete(key + "/network")
+	}
+	desired := withSettings(buildDesiredState(svc, cfg, pods), tsc)
 	if len(desired.Problems) > 0 {
 		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonBackendProblem, strings.Join(desired.Problems, "; "))
 	} else {
@@ -197,6 +222,11 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired)
 	if err != nil {
 		return err
+	}
+	if cfg.AutoServiceConfig {
+		if err := c.syncAutoConfig(ctx, svc, observed); err != nil {
+			return err
+		}
 	}
 	if previousID != "" && previousID != observed.LoadBalancer.ID {
 		// The Service moved to another CLB (tke-existed-lbid set or changed):
@@ -226,6 +256,13 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 		return nil, err
 	}
 
+	if desired.Bandwidth != nil && !observed.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
+		// The bandwidth is the CLB's, shared by whoever uses it: only the
+		// owner sets it.
+		c.reportOnce(key+"/bandwidth", svc, v1.EventTypeWarning, ReasonInvalidConfig, fmt.Sprintf(
+			"internetMaxBandwidthOut of TkeServiceConfig %s is ignored: CLB %s is not this Service's own", cfg.TkeServiceConfig, observed.LoadBalancer.ID))
+		desired.Bandwidth = nil
+	}
 	quota, matters, err := c.quotas.get(ctx, c, desired)
 	if err != nil {
 		return nil, err
@@ -381,6 +418,12 @@ func (c *Controller) createLoadBalancer(ctx context.Context, svc *v1.Service, cf
 		Tags:        c.ownershipTags(svc),
 		ClientToken: clientToken(svc),
 	}
+	if cfg.ExtensiveParameters != "" {
+		// Validated when the annotation was parsed.
+		if err := json.Unmarshal([]byte(cfg.ExtensiveParameters), &spec.ExtensiveParameters); err != nil {
+			return cloud.LoadBalancer{}, fmt.Errorf("annotation %s: %w", AnnotationExtensiveParameters, err)
+		}
+	}
 	lb, err := c.cloud.CreateLoadBalancer(ctx, spec)
 	if err != nil {
 		return cloud.LoadBalancer{}, fmt.Errorf("creating a CLB for Service %s/%s: %w", svc.Namespace, svc.Name, err)
@@ -431,6 +474,26 @@ func (c *Controller) apply(ctx context.Context, observed *ObservedState, plan Pl
 		}
 		observed.Listeners = append(observed.Listeners, l)
 		ids[key] = l.ID
+	}
+
+	if plan.Bandwidth != nil {
+		if err := c.cloud.ModifyLoadBalancerAttributes(ctx, lbID, cloud.LoadBalancerAttributes{InternetMaxBandwidthOut: plan.Bandwidth}); err != nil {
+			errs = append(errs, fmt.Errorf("setting the bandwidth of CLB %s: %w", lbID, err))
+		} else {
+			observed.LoadBalancer.InternetMaxBandwidthOut = *plan.Bandwidth
+		}
+	}
+	for _, change := range plan.ModifyListeners {
+		l := change.Listener
+		if err := c.cloud.ModifyListener(ctx, lbID, l.ID, change.Spec); err != nil {
+			errs = append(errs, fmt.Errorf("modifying listener %s (%s:%d) of CLB %s: %w", l.ID, l.Protocol, l.Port, lbID, err))
+			continue
+		}
+		for i := range observed.Listeners {
+			if observed.Listeners[i].ID == l.ID {
+				observed.Listeners[i].ListenerSpec = change.Spec
+			}
+		}
 	}
 
 	for _, step := range []struct {

@@ -201,6 +201,11 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	crds, err := filepath.Glob("crd/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, crds...)
 	files = slices.DeleteFunc(files, func(f string) bool { return f == kustomization })
 	got := slices.Sorted(slices.Values(k.Resources))
 	sort.Strings(files)
@@ -416,6 +421,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{"cloud.tencent.com"}, Resources: []string{"tkeserviceconfigs"}, Verbs: []string{"list", "watch", "create", "update"}},
 	})
 	if got := flatten(cr.Rules); !reflect.DeepEqual(got, wantCluster) {
 		t.Errorf("ClusterRole %s grants\n  %v\nwant exactly\n  %v", name, got, wantCluster)
@@ -428,6 +434,14 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	})
 	if got := flatten(role.Rules); !reflect.DeepEqual(got, wantRole) {
 		t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", role.Name, got, wantRole)
+	}
+
+	configRole := find[*rbacv1.Role](t, ms, "kube-system", "clb-direct-service-controller-config")
+	wantConfigRole := flatten([]rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"tke-service-controller-config"}, Verbs: []string{"list", "watch"}},
+	})
+	if got := flatten(configRole.Rules); !reflect.DeepEqual(got, wantConfigRole) {
+		t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", configRole.Name, got, wantConfigRole)
 	}
 
 	sa := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}

@@ -28,8 +28,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -127,6 +130,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if err := ApplyManifests(ctx, e.Admin, filepath.Join(repo, "deploy", "namespace.yaml"),
 		filepath.Join(repo, "deploy", "serviceaccount.yaml"), filepath.Join(repo, "deploy", "rbac.yaml")); err != nil {
+		return nil, err
+	}
+	if err := e.installCRD(ctx, filepath.Join(repo, "deploy", "crd", "tkeserviceconfigs.yaml")); err != nil {
+		return nil, err
+	}
+	// The simulated Pods carry no ENI resource: they are GlobalRouter Pods,
+	// and the cluster opts in to direct access for them, as a TKE cluster
+	// in GlobalRouter mode must.
+	if err := e.SetGlobalRouteDirectAccess(ctx, true); err != nil {
 		return nil, err
 	}
 	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
@@ -464,4 +476,65 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// SetGlobalRouteDirectAccess writes the cluster's GlobalRouter opt-in,
+// kube-system/tke-service-controller-config.
+func (e *Env) SetGlobalRouteDirectAccess(ctx context.Context, allowed bool) error {
+	cms := e.Admin.CoreV1().ConfigMaps("kube-system")
+	cm, err := cms.Get(ctx, "tke-service-controller-config", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "tke-service-controller-config"}}
+		cm.Data = map[string]string{"GlobalRouteDirectAccess": strconv.FormatBool(allowed)}
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data["GlobalRouteDirectAccess"] = strconv.FormatBool(allowed)
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	return err
+}
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// installCRD creates a CustomResourceDefinition from deploy/ and waits until
+// the API server serves it.
+func (e *Env) installCRD(ctx context.Context, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var crd unstructured.Unstructured
+	if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(&crd.Object); err != nil {
+		return fmt.Errorf("decoding %s: %w", path, err)
+	}
+	dyn, err := dynamic.NewForConfig(e.Cluster.AdminConfig())
+	if err != nil {
+		return err
+	}
+	client := dyn.Resource(crdResource)
+	if _, err := client.Create(ctx, &crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the CRD of %s: %w", path, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := client.Get(ctx, crd.GetName(), metav1.GetOptions{})
+		if err == nil {
+			conditions, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+			for _, c := range conditions {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("CRD %s not established in 30s (last error %v)", crd.GetName(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
