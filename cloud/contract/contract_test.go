@@ -651,8 +651,11 @@ func describeBackends(t *testing.T, c cloud.Interface, lbID string) map[string][
 	return got
 }
 
-func testBackends(t *testing.T, c cloud.Interface, _ *fake.Cloud) {
+func testBackends(t *testing.T, c cloud.Interface, account *fake.Cloud) {
 	ctx := t.Context()
+	// The Node's instance has a private IP, which DescribeTargets reports
+	// with it; the Node is still its instance ID.
+	account.SetInstanceAddress("ins-node1", "192.168.0.1")
 	lb := newLoadBalancer(t, c)
 	l80 := createListener(t, c, lb.ID, tcp(80))
 	l53 := createListener(t, c, lb.ID, udp(53))

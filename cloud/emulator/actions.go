@@ -569,8 +569,9 @@ func deleteListener(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.Dele
 // describeTargets lists each listener's targets. A target registered by
 // EniIp comes back as {Type: "ENI", Port, Weight, PrivateIpAddresses: [ip]}
 // and one registered by InstanceId as {Type: "CVM", InstanceId, Port,
-// Weight}, without addresses: the emulator knows no instance's IP. So the
-// Type alone tells which field identifies the target.
+// Weight}, with PrivateIpAddresses: [the instance's IP] when the account
+// knows it, as the real API reports a CVM's private IP. So the Type alone
+// tells which field identifies the target.
 func describeTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.DescribeTargetsRequest) (*clb.DescribeTargetsResponse, string, error) {
 	lbID, err := required(req.LoadBalancerId, "LoadBalancerId")
 	if err != nil {
@@ -584,7 +585,8 @@ func describeTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.Des
 	// order come from the model directly. A listener created or deleted
 	// between the two reads is left out, as if the call came a moment
 	// earlier or later.
-	lb, _ := findLoadBalancer(c.Snapshot(), lbID)
+	snap := c.Snapshot()
+	lb, _ := findLoadBalancer(snap, lbID)
 	match := listenerFilter(req.ListenerIds, req.Protocol, req.Port)
 	resp := withBody(clb.NewDescribeTargetsResponse())
 	resp.Response.Listeners = []*clb.ListenerBackend{}
@@ -598,17 +600,22 @@ func describeTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.Des
 			Targets: []*clb.Backend{},
 		}
 		for _, b := range bs {
-			out.Targets = append(out.Targets, sdkTarget(b))
+			out.Targets = append(out.Targets, sdkTarget(b, snap.Instances))
 		}
 		resp.Response.Listeners = append(resp.Response.Listeners, out)
 	}
 	return resp, "", nil
 }
 
-func sdkTarget(b cloud.Backend) *clb.Backend {
+// sdkTarget is a target as DescribeTargets reports it; instances maps
+// instance IDs to their addresses.
+func sdkTarget(b cloud.Backend, instances map[string]string) *clb.Backend {
 	out := &clb.Backend{Port: ptr(int64(b.Port)), Weight: ptr(int64(b.Weight))}
 	if b.InstanceID != "" {
 		out.Type, out.InstanceId = ptr(targetTypeCVM), ptr(b.InstanceID)
+		if ip, ok := instances[b.InstanceID]; ok {
+			out.PrivateIpAddresses = []*string{ptr(ip)}
+		}
 	} else {
 		out.Type, out.PrivateIpAddresses = ptr(targetTypeENI), []*string{ptr(b.IP)}
 	}
@@ -764,8 +771,9 @@ func batchModifyTargetWeight(ctx context.Context, _ *Server, c *fake.Cloud, req 
 // describeTargetHealth reports, per CLB named, each listener with targets
 // and one rule (layer 4 has no rules of its own; LocationId is absent)
 // holding {IP, Port, HealthStatus, HealthStatusDetial, TargetId}. IP is the
-// EniIp; TargetId is set for targets registered by InstanceId, whose IP the
-// emulator does not know.
+// EniIp; TargetId is set for targets registered by InstanceId, which are
+// reported without an IP even when their instance's address is known, as
+// fake.Cloud.DescribeBackendHealth reports them.
 func describeTargetHealth(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.DescribeTargetHealthRequest) (*clb.DescribeTargetHealthResponse, string, error) {
 	ids := strs(req.LoadBalancerIds)
 	health, err := c.DescribeBackendHealth(ctx, ids)

@@ -87,7 +87,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "verdicts", func() (bool, string) {
 		h := targetHealth(t, c, lbID)
-		return h[good] == "Alive/true" && h[closed] == "Dead/false" && h["ins-1:80"] == "Unknown/false", fmt.Sprint(h)
+		return h[good] == "Alive/true" && h[closed] == "Dead/false" && h["ins-1:80"] == healthNoAddress+"/false", fmt.Sprint(h)
 	})
 	if took := time.Since(registered); took < 350*time.Millisecond {
 		t.Errorf("the good target became Alive %s after registration, before 3 probes 200ms apart", took)

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"clb-direct/cloud"
@@ -25,6 +27,9 @@ import (
 //	DELETE /admin/faults     removes every fault
 //	POST   /admin/health     sets one target's health (HealthSetting); with probing on, the
 //	                         prober takes over again from that verdict
+//	GET    /admin/instances  the known CVM instance addresses ({"ins-...": "10.0.0.1", ...})
+//	POST   /admin/instances  merges the instance addresses given (same shape; an empty
+//	                         address forgets the instance); returns them all
 //	GET    /admin/dataplane  the data plane's sockets and targets ([]ForwarderStatus)
 //	GET    /admin/healthz    "ok"
 
@@ -187,6 +192,44 @@ type HealthSetting struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// SetInstanceAddresses merges instance ID → private IP into the account,
+// as POST /admin/instances does; an empty IP forgets the instance. Nothing
+// changes if any entry is invalid.
+func (s *Server) SetInstanceAddresses(addrs map[string]string) error {
+	if err := checkInstanceAddresses(addrs); err != nil {
+		return err
+	}
+	for id, ip := range addrs {
+		s.cloud.SetInstanceAddress(id, ip)
+	}
+	return nil
+}
+
+// InstanceAddresses returns the instance addresses the account knows.
+func (s *Server) InstanceAddresses() map[string]string {
+	if addrs := s.cloud.Snapshot().Instances; addrs != nil {
+		return addrs
+	}
+	return map[string]string{}
+}
+
+// checkInstanceAddresses checks instance ID → IP pairs: IDs non-empty, IPs
+// addresses or empty.
+func checkInstanceAddresses(addrs map[string]string) error {
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(addrs)) {
+		switch ip := addrs[id]; {
+		case id == "":
+			errs = append(errs, errors.New("an instance ID is empty"))
+		case ip != "":
+			if _, err := netip.ParseAddr(ip); err != nil {
+				errs = append(errs, fmt.Errorf("instance %s: %q is not an IP address", id, ip))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Forwarders describes the data plane (empty when it is off).
 func (s *Server) Forwarders() []ForwarderStatus {
 	if s.data == nil {
@@ -247,6 +290,20 @@ func (s *Server) adminHandler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /admin/instances", func(w http.ResponseWriter, _ *http.Request) {
+		adminJSON(w, s.InstanceAddresses())
+	})
+	mux.HandleFunc("POST /admin/instances", func(w http.ResponseWriter, r *http.Request) {
+		var addrs map[string]string
+		if !decodeAdmin(w, r, &addrs) {
+			return
+		}
+		if err := s.SetInstanceAddresses(addrs); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		adminJSON(w, s.InstanceAddresses())
 	})
 	mux.HandleFunc("GET /admin/dataplane", func(w http.ResponseWriter, _ *http.Request) {
 		adminJSON(w, s.Forwarders())

@@ -28,13 +28,15 @@ const dialTimeout = 3 * time.Second
 // (and their connections), and every forwarder gets the current targets
 // with their weights and health.
 //
-// A new TCP connection or UDP flow goes to an eligible target (registered
-// by EniIp, weight > 0, and healthy, or any health if the listener checks
-// none), chosen by the listener's scheduler: smooth weighted round robin
-// (WRR) or fewest active connections per weight (LEAST_CONN); with session
-// persistence the same client IP keeps its target for SessionExpireTime
-// while that target stays eligible. With no eligible target the connection
-// is closed at once. Connections already open are never moved: a target
+// A target registered by EniIp is reached at its IP, one registered by
+// InstanceId at the instance's address (fake.Cloud.SetInstanceAddress), on
+// the target's port; an instance without a known address gets no traffic.
+// A new TCP connection or UDP flow goes to an eligible target (weight > 0,
+// and healthy, or any health if the listener checks none), chosen by the
+// listener's scheduler: smooth weighted round robin (WRR) or fewest active
+// connections per weight (LEAST_CONN); with session persistence the same
+// client IP keeps its target for SessionExpireTime while that target stays
+// eligible. With no eligible target the connection is closed at once. Connections already open are never moved: a target
 // whose weight drops to 0, or that is deregistered, drains.
 type dataPlane struct {
 	cloud   *fake.Cloud
@@ -91,7 +93,7 @@ func (d *dataPlane) reconcile() {
 				f.ctx, f.cancel = context.WithCancel(context.Background())
 				d.forwarders[l.ID] = f
 			}
-			f.update(l)
+			f.update(l, snap.Instances)
 			f.listen()
 		}
 	}
@@ -192,8 +194,9 @@ type stickyEntry struct {
 	expires time.Time
 }
 
-// update takes the listener's current settings and targets.
-func (f *forwarder) update(l fake.ListenerState) {
+// update takes the listener's current settings and targets; instances
+// maps instance IDs to their addresses.
+func (f *forwarder) update(l fake.ListenerState, instances map[string]string) {
 	checked := l.HealthCheck == nil || l.HealthCheck.Enabled
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -202,10 +205,10 @@ func (f *forwarder) update(l fake.ListenerState) {
 	present := map[string]bool{}
 	f.order = f.order[:0]
 	for _, b := range l.Backends {
-		if b.IP == "" {
-			continue // a CVM target: no address to forward to
+		addr, ok := targetAddress(b.Backend, instances)
+		if !ok {
+			continue // an instance whose address is unknown
 		}
-		addr := net.JoinHostPort(b.IP, strconv.Itoa(int(b.Port)))
 		t := f.targets[addr]
 		if t == nil {
 			t = &fwdTarget{addr: addr}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,10 @@ const (
 	healthAlive   = "Alive"
 	healthDead    = "Dead"
 	healthUnknown = "Unknown"
+	// healthNoAddress is the detail of a target registered by InstanceId
+	// whose instance has no address the emulator knows: it cannot be
+	// probed, so it stays unhealthy until an address is set.
+	healthNoAddress = "Unknown: instance address unknown (set it with --instance or POST /admin/instances)"
 )
 
 // udpProbePayload is the datagram a UDP health check sends.
@@ -38,6 +43,11 @@ var udpProbePayload = []byte("clb-emulator health check\n")
 // is probed at once when it appears, then every IntervalTime (times the
 // time scale); HealthNum successes in a row make it Alive, UnHealthNum
 // failures in a row Dead. Until then it stays Unknown, and unhealthy.
+//
+// A target registered by EniIp is probed at its IP, one registered by
+// InstanceId at the instance's address (fake.Cloud.SetInstanceAddress), on
+// the target's port. An instance without a known address is unhealthy with
+// the detail healthNoAddress; once it has one, it starts over as Unknown.
 type healthChecker struct {
 	cloud   *fake.Cloud
 	scale   float64
@@ -62,6 +72,8 @@ type probeState struct {
 	inFlight bool
 	next     time.Time
 	hc       cloud.HealthCheck
+	// addr is the IP:port probed.
+	addr string
 }
 
 type probeResult struct {
@@ -107,7 +119,8 @@ func (h *healthChecker) scaled(seconds int64) time.Duration {
 func (h *healthChecker) round(ctx context.Context) {
 	now := time.Now()
 	seen := map[targetKey]bool{}
-	for _, lb := range h.cloud.Snapshot().LoadBalancers {
+	snap := h.cloud.Snapshot()
+	for _, lb := range snap.LoadBalancers {
 		for _, l := range lb.Listeners {
 			hc := cloud.HealthCheck{Enabled: true, IntervalSeconds: 5, TimeoutSeconds: 2, HealthyThreshold: 3, UnhealthyThreshold: 3}
 			if l.HealthCheck != nil {
@@ -116,7 +129,7 @@ func (h *healthChecker) round(ctx context.Context) {
 			for _, b := range l.Backends {
 				key := targetKey{lbID: lb.ID, listenerID: l.ID, backend: b.Key()}
 				seen[key] = true
-				h.follow(ctx, key, l.Protocol, hc, b, now)
+				h.follow(ctx, key, l.Protocol, hc, b, snap.Instances, now)
 			}
 		}
 	}
@@ -127,8 +140,10 @@ func (h *healthChecker) round(ctx context.Context) {
 	}
 }
 
-// follow updates one target's probing from what the account says of it.
-func (h *healthChecker) follow(ctx context.Context, key targetKey, protocol cloud.Protocol, hc cloud.HealthCheck, b fake.BackendState, now time.Time) {
+// follow updates one target's probing from what the account says of it;
+// instances maps instance IDs to their addresses.
+func (h *healthChecker) follow(ctx context.Context, key targetKey, protocol cloud.Protocol, hc cloud.HealthCheck,
+	b fake.BackendState, instances map[string]string, now time.Time) {
 	if !hc.Enabled {
 		// Without a health check the CLB forwards to every target.
 		delete(h.targets, key)
@@ -137,22 +152,30 @@ func (h *healthChecker) follow(ctx context.Context, key targetKey, protocol clou
 		}
 		return
 	}
-	if b.IP == "" {
-		// A target registered by InstanceId has no address the emulator
-		// knows: it stays as it is.
+	addr, ok := targetAddress(b.Backend, instances)
+	if !ok {
+		delete(h.targets, key)
+		if b.Healthy || b.HealthDetail != healthNoAddress {
+			h.cloud.SetBackendHealth(key.lbID, key.listenerID, key.backend, false, healthNoAddress)
+		}
 		return
+	}
+	if b.HealthDetail == healthNoAddress {
+		// The instance has an address now: it starts over, undecided.
+		h.cloud.SetBackendHealth(key.lbID, key.listenerID, key.backend, false, healthUnknown)
+		b.Healthy, b.HealthDetail = false, healthUnknown
 	}
 	decided := b.HealthDetail != healthUnknown
 	st := h.targets[key]
 	if st == nil {
-		st = &probeState{healthy: b.Healthy, decided: decided, next: now}
+		st = &probeState{healthy: b.Healthy, decided: decided, addr: addr, next: now}
 		h.targets[key] = st
 	}
-	if st.healthy != b.Healthy || st.decided != decided {
-		// Someone else changed the verdict: a re-registration started the
-		// target over as Unknown, or the admin API set it. Start over from
-		// there.
-		*st = probeState{gen: st.gen + 1, healthy: b.Healthy, decided: decided, next: now}
+	if st.healthy != b.Healthy || st.decided != decided || st.addr != addr {
+		// Someone else changed the verdict (a re-registration started the
+		// target over as Unknown, or the admin API set it), or the
+		// instance moved. Start over from there.
+		*st = probeState{gen: st.gen + 1, healthy: b.Healthy, decided: decided, addr: addr, next: now}
 	}
 	st.hc = hc
 	if st.inFlight || now.Before(st.next) {
@@ -161,7 +184,6 @@ func (h *healthChecker) follow(ctx context.Context, key targetKey, protocol clou
 	st.inFlight = true
 	st.next = now.Add(h.scaled(hc.IntervalSeconds))
 	gen, timeout := st.gen, h.scaled(hc.TimeoutSeconds)
-	addr := net.JoinHostPort(b.IP, fmt.Sprint(b.Port))
 	h.probes.Go(func() {
 		status, err := probe(ctx, protocol, hc, addr, timeout)
 		select {
@@ -169,6 +191,19 @@ func (h *healthChecker) follow(ctx context.Context, key targetKey, protocol clou
 		case <-ctx.Done():
 		}
 	})
+}
+
+// targetAddress is the IP:port at which a target is reached: its EniIp, or
+// its instance's address, which instances maps instance IDs to. ok is false
+// for an instance whose address is unknown.
+func targetAddress(b cloud.Backend, instances map[string]string) (addr string, ok bool) {
+	ip := b.IP
+	if ip == "" {
+		if ip, ok = instances[b.InstanceID]; !ok {
+			return "", false
+		}
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(int(b.Port))), true
 }
 
 // apply counts a probe's result and changes the verdict at a threshold.

@@ -75,6 +75,12 @@ type Config struct {
 	// without a datagram either way (default 60s).
 	UDPIdleTimeout time.Duration
 
+	// Instances maps CVM instance IDs to their private IPs, so that targets
+	// registered by InstanceId are probed and forwarded to at
+	// <IP>:<target port>, and DescribeTargets reports the IP. The admin API
+	// (POST /admin/instances) adds more later.
+	Instances map[string]string
+
 	// ReconcileInterval is how often the health checker and the data plane
 	// re-read the account to follow registrations (default 100ms).
 	ReconcileInterval time.Duration
@@ -121,6 +127,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ErrorCode == "" {
 		cfg.ErrorCode = cloud.CodeInternalError
+	}
+	if err := checkInstanceAddresses(cfg.Instances); err != nil {
+		return cfg, fmt.Errorf("emulator: Instances: %w", err)
 	}
 	return cfg, nil
 }
@@ -202,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.TaskFailureRate > 0 {
 		s.cloud.SetTaskFailureRate(cfg.TaskFailureRate)
+	}
+	for id, ip := range cfg.Instances {
+		s.cloud.SetInstanceAddress(id, ip)
 	}
 
 	s.ctx, s.cancel = context.WithCancel(context.Background())

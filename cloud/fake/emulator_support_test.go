@@ -2,6 +2,7 @@ package fake
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 
 	"clb-direct/cloud"
@@ -55,5 +56,38 @@ func TestClearFaults(t *testing.T) {
 	lb, l := setup(t, c) // would fail with a task failure rate of 1
 	if err := c.RegisterBackends(ctx, lb.ID, on(l.ID, pod("10.0.0.1", 10))); err != nil {
 		t.Fatalf("RegisterBackends after ClearFaults: %v", err)
+	}
+}
+
+func TestInstanceAddresses(t *testing.T) {
+	c := New()
+	if _, ok := c.InstanceAddress("ins-1"); ok || c.Snapshot().Instances != nil {
+		t.Fatalf("a new account knows instance addresses: %v", c.Snapshot().Instances)
+	}
+	c.SetInstanceAddress("ins-1", "10.0.1.1")
+	c.SetInstanceAddress("ins-2", "10.0.1.2")
+	c.SetInstanceAddress("ins-2", "10.0.1.22")
+	if ip, ok := c.InstanceAddress("ins-2"); !ok || ip != "10.0.1.22" {
+		t.Errorf("InstanceAddress(ins-2) = %q, %v; want the latest, 10.0.1.22", ip, ok)
+	}
+	s := c.Snapshot()
+	if want := map[string]string{"ins-1": "10.0.1.1", "ins-2": "10.0.1.22"}; !reflect.DeepEqual(s.Instances, want) {
+		t.Errorf("Snapshot().Instances = %v, want %v", s.Instances, want)
+	}
+	s.Instances["ins-1"] = "changed"
+	c.SetInstanceAddress("ins-2", "")
+	if got, want := c.Snapshot().Instances, map[string]string{"ins-1": "10.0.1.1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after forgetting ins-2 and changing the snapshot: %v, want %v", got, want)
+	}
+
+	for _, bad := range [][2]string{{"", "10.0.0.1"}, {"ins-1", "not-an-ip"}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("SetInstanceAddress(%q, %q) did not panic", bad[0], bad[1])
+				}
+			}()
+			c.SetInstanceAddress(bad[0], bad[1])
+		}()
 	}
 }

@@ -160,6 +160,8 @@ type account struct {
 	busy    map[string]*task
 	calls   []*Call
 	buckets map[string]*bucket
+	// instances maps a CVM instance ID to its private IP, where known.
+	instances map[string]string
 	faults
 }
 

@@ -3,6 +3,7 @@ package fake
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"clb-direct/cloud"
@@ -121,6 +122,9 @@ func (c *Cloud) removeLoadBalancer(lb *loadBalancer) {
 // creation is still running is there, without VIPs.
 type State struct {
 	LoadBalancers []LoadBalancerState
+	// Instances maps the ID of each CVM instance whose address the account
+	// knows (see SetInstanceAddress) to its private IP; nil when none.
+	Instances map[string]string
 }
 
 type LoadBalancerState struct {
@@ -155,6 +159,9 @@ func (c *Cloud) Snapshot() State {
 			ls.Listeners = append(ls.Listeners, lst)
 		}
 		s.LoadBalancers = append(s.LoadBalancers, ls)
+	}
+	if len(c.instances) > 0 {
+		s.Instances = maps.Clone(c.instances)
 	}
 	return s
 }
@@ -229,4 +236,39 @@ func healthDetail(healthy bool, detail string) string {
 		return "Alive"
 	}
 	return "Dead"
+}
+
+// SetInstanceAddress records the private IP of a CVM instance, as the real
+// account knows the address of every instance in it; an empty ip forgets
+// the instance. A backend registered by InstanceId is reached at that
+// address: the emulator probes it and forwards to it there. No call is
+// logged and no fault applies. It panics on an empty instance ID or an ip
+// that is not an IP address, since that is a bug in the caller.
+func (c *Cloud) SetInstanceAddress(instanceID, ip string) {
+	if instanceID == "" {
+		panic("fake.SetInstanceAddress: empty instance ID")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ip == "" {
+		delete(c.instances, instanceID)
+		return
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		panic(fmt.Sprintf("fake.SetInstanceAddress(%s): %v", instanceID, err))
+	}
+	if c.instances == nil {
+		c.instances = map[string]string{}
+	}
+	c.instances[instanceID] = addr.String()
+}
+
+// InstanceAddress returns the private IP of a CVM instance, if the account
+// knows it.
+func (c *Cloud) InstanceAddress(instanceID string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ip, ok := c.instances[instanceID]
+	return ip, ok
 }

@@ -15,9 +15,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +50,29 @@ func (c credentials) Set(v string) error {
 	return nil
 }
 
+// instances collects repeated --instance <instance-id>=<ip> flags.
+type instances map[string]string
+
+func (in instances) String() string {
+	pairs := make([]string, 0, len(in))
+	for _, id := range slices.Sorted(maps.Keys(in)) {
+		pairs = append(pairs, id+"="+in[id])
+	}
+	return strings.Join(pairs, ",")
+}
+
+func (in instances) Set(v string) error {
+	id, ip, ok := strings.Cut(v, "=")
+	if !ok || id == "" {
+		return errors.New("want <instance-id>=<ip>")
+	}
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return fmt.Errorf("%q is not an IP address", ip)
+	}
+	in[id] = ip
+	return nil
+}
+
 func main() {
 	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "clb-emulator:", err)
@@ -58,6 +84,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("clb-emulator", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	extra := credentials{}
+	addrs := instances{}
 	cfg := emulator.Config{}
 	listen := fs.String("listen", "127.0.0.1:9000", "address of the API (and, unless --admin-listen is set, of the admin API under /admin/)")
 	adminListen := fs.String("admin-listen", "", "also serve the admin API alone on this address")
@@ -74,6 +101,7 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.DataPlane, "data-plane", false, "forward traffic from VIP:port of each listener to its targets")
 	fs.StringVar(&cfg.VIPNet, "vip-cidr", "127.2.0.0/16", "prefix the data plane's CLB VIPs come from")
 	fs.DurationVar(&cfg.UDPIdleTimeout, "udp-idle-timeout", 60*time.Second, "a UDP flow through the data plane ends after this long without traffic")
+	fs.Var(addrs, "instance", "the private IP of a CVM instance, <instance-id>=<ip>: targets registered by InstanceId are probed and forwarded to at <ip>:<port> (repeatable; see also POST /admin/instances)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 100*time.Millisecond, "how often health checks and the data plane follow changes to the account")
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "probability that any call fails with --error-code")
 	fs.StringVar(&cfg.ErrorCode, "error-code", "InternalError", "error code of --error-rate failures")
@@ -87,6 +115,7 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg.ExtraCredentials = extra
+	cfg.Instances = addrs
 
 	srv, err := emulator.New(cfg)
 	if err != nil {

@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -33,19 +36,21 @@ func emulatorCmd(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func TestServesUntilSIGTERM(t *testing.T) {
-	cmd := emulatorCmd("--listen", "127.0.0.1:0", "--secret-id", "AKIDmain", "--secret-key", "main-key",
-		"--region", "ap-shanghai", "--data-plane", "--vip-cidr", "127.201.0.0/16", "--health-check-time-scale", "0.1")
+// startEmulator runs the binary with args until the test ends and returns
+// it, the address it serves on, and its stderr.
+func startEmulator(t *testing.T, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	cmd := emulatorCmd(args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	lines := make(chan string)
 	go func() {
@@ -55,16 +60,22 @@ func TestServesUntilSIGTERM(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var addr string
 	select {
 	case line := <-lines:
-		var ok bool
-		if addr, ok = strings.CutPrefix(line, "clb-emulator listening on "); !ok {
+		addr, ok := strings.CutPrefix(line, "clb-emulator listening on ")
+		if !ok {
 			t.Fatalf("first line %q, want the listening line", line)
 		}
+		return cmd, addr, stderr
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no listening line; stderr:\n%s", stderr.String())
 	}
+	return nil, "", nil
+}
+
+func TestServesUntilSIGTERM(t *testing.T) {
+	cmd, addr, stderr := startEmulator(t, "--listen", "127.0.0.1:0", "--secret-id", "AKIDmain", "--secret-key", "main-key",
+		"--region", "ap-shanghai", "--data-plane", "--vip-cidr", "127.201.0.0/16", "--health-check-time-scale", "0.1")
 
 	cpf := profile.NewClientProfile()
 	cpf.HttpProfile.Endpoint, cpf.HttpProfile.Scheme = addr, "http"
@@ -103,5 +114,31 @@ func TestRefusesIncompleteConfig(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "SecretID and SecretKey are required") {
 		t.Errorf("without credentials: %v, output %q; want a failure naming them", err, out)
+	}
+}
+
+func TestInstanceFlag(t *testing.T) {
+	_, addr, _ := startEmulator(t, "--listen", "127.0.0.1:0", "--secret-id", "AKIDmain", "--secret-key", "main-key",
+		"--region", "ap-shanghai", "--instance", "ins-aaaaaaaa=127.0.1.1", "--instance", "ins-bbbbbbbb=127.0.1.2")
+	resp, err := http.Get("http://" + addr + "/admin/instances")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"ins-aaaaaaaa": "127.0.1.1", "ins-bbbbbbbb": "127.0.1.2"}; !maps.Equal(got, want) {
+		t.Errorf("GET /admin/instances after --instance flags: %v, want %v", got, want)
+	}
+
+	for _, bad := range []string{"ins-aaaaaaaa", "=127.0.1.1", "ins-aaaaaaaa=nope"} {
+		cmd := emulatorCmd("--listen", "127.0.0.1:0", "--secret-id", "AKIDmain", "--secret-key", "main-key",
+			"--region", "ap-shanghai", "--instance", bad)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "-instance") {
+			t.Errorf("--instance %q: %v, output %q; want a failure naming the flag", bad, err, out)
+		}
 	}
 }
