@@ -176,6 +176,7 @@ func run(ctx context.Context, o options) error {
 		ShutdownGracePeriod:     o.shutdownGracePeriod,
 		BackendsChanged:         func() { gates.Poke() },
 		ServiceControllerConfig: serviceControllerConfig.Core().V1().ConfigMaps(),
+		Nodes:                   factory.Core().V1().Nodes(),
 		ServiceConfigs:          serviceConfigs,
 		Dynamic:                 dyn,
 		ServerVersion:           serverVersion.GitVersion,

@@ -231,8 +231,10 @@ type BackendHealth struct {
 	LoadBalancerID string
 	ListenerID     string
 	IP             string
-	Port           int32
-	Healthy        bool
+	// InstanceID is set for a Node registered by instance ID.
+	InstanceID string
+	Port       int32
+	Healthy    bool
 	// Detail is the CLB's explanation (e.g. "Alive", "Dead", "Unknown").
 	Detail string
 }

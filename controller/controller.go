@@ -43,6 +43,10 @@ type Options struct {
 	// TerminalRetryDelay is how long a Service waits after an error that
 	// retrying cannot fix (permissions, quota) before it is tried again.
 	TerminalRetryDelay time.Duration
+	// SwitchTimeout bounds how long a Service switching between direct
+	// access and the classic mode keeps its previous backends while waiting
+	// for the new ones to turn healthy.
+	SwitchTimeout time.Duration
 	// ShutdownGracePeriod bounds how long in-flight syncs may run after the
 	// controller is told to stop.
 	ShutdownGracePeriod time.Duration
@@ -58,6 +62,10 @@ type Options struct {
 	// whose GlobalRouteDirectAccess lets GlobalRouter Pods be registered;
 	// nil means it is never allowed.
 	ServiceControllerConfig coreinformers.ConfigMapInformer
+	// Nodes enables the classic mode: a LoadBalancer Service without direct
+	// access gets its CLB forwarding to the Nodes' NodePorts. Nil leaves
+	// such Services alone.
+	Nodes coreinformers.NodeInformer
 	// ServerVersion is the API server's gitVersion; direct access needs
 	// Kubernetes newer than 1.12. Empty skips the check.
 	ServerVersion string
@@ -69,6 +77,7 @@ const (
 	defaultResyncPeriod        = 5 * time.Minute
 	defaultTerminalRetryDelay  = 5 * time.Minute
 	defaultShutdownGracePeriod = 20 * time.Second
+	defaultSwitchTimeout       = 2 * time.Minute
 	// selectorIndex maps "namespace/key=value" to the Services whose
 	// selector contains that pair; see serviceSelectorIndexFunc.
 	selectorIndex = "selectorPair"
@@ -96,6 +105,7 @@ type Controller struct {
 	observed          observedCache
 	loadBalancerLocks keyedLocks
 	quotas            quotaCache
+	switches          switchTracker
 	// resyncDue holds the Service keys whose next sync must re-read the CLB.
 	resyncDue sync.Map
 	// reported holds the last problem message evented per Service, so an
@@ -116,6 +126,9 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 	}
 	if opts.TerminalRetryDelay <= 0 {
 		opts.TerminalRetryDelay = defaultTerminalRetryDelay
+	}
+	if opts.SwitchTimeout <= 0 {
+		opts.SwitchTimeout = defaultSwitchTimeout
 	}
 	if opts.ShutdownGracePeriod <= 0 {
 		opts.ShutdownGracePeriod = defaultShutdownGracePeriod
@@ -143,6 +156,20 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 		return nil, fmt.Errorf("adding the Service indexes: %w", err)
 	}
 	c.unsupported = unsupportedReason(opts.ServerVersion)
+	if opts.Nodes != nil {
+		if _, err := opts.Nodes.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { c.enqueueClassicServices() },
+			UpdateFunc: func(oldObj, newObj any) {
+				if nodeChangeMatters(oldObj.(*v1.Node), newObj.(*v1.Node)) {
+					c.enqueueClassicServices()
+				}
+			},
+			DeleteFunc: func(any) { c.enqueueClassicServices() },
+		}, cache.HandlerOptions{Logger: &logger}); err != nil {
+			return nil, fmt.Errorf("adding the Node event handler: %w", err)
+		}
+		c.cachesSynced = append(c.cachesSynced, opts.Nodes.Informer().HasSynced)
+	}
 	if opts.ServiceControllerConfig != nil {
 		if _, err := opts.ServiceControllerConfig.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { c.enqueueDirectAccessServices() },
@@ -235,9 +262,14 @@ func (c *Controller) processNextWorkItem(ctx context.Context) bool {
 		return true
 	}
 	err := c.syncService(ctx, key)
+	var pending *requeueAfter
 	switch {
 	case err == nil:
 		c.queue.Forget(key)
+	case errors.As(err, &pending):
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, pending.after)
+		klog.FromContext(ctx).V(2).Info("Syncing again soon", "service", key, "after", pending.after, "reason", pending.reason)
 	case isSlowRetry(err):
 		// Retrying soon cannot help: the user has been told (event), so
 		// come back slowly instead of hot-looping on the API.
@@ -371,6 +403,27 @@ func (c *Controller) enqueueDirectAccessServices() {
 			c.enqueueService(svc)
 		}
 	}
+}
+
+// enqueueClassicServices queues the Services in classic mode: every Node
+// change concerns all of their CLBs.
+func (c *Controller) enqueueClassicServices() {
+	svcs, err := c.serviceLister.List(labels.Everything())
+	if err != nil {
+		utilruntime.HandleError(fmt.Errorf("listing Services: %w", err))
+		return
+	}
+	for _, svc := range svcs {
+		if c.handlesClass(svc) && svc.Spec.Type == v1.ServiceTypeLoadBalancer && !c.wantsDirectAccess(svc) {
+			c.enqueueService(svc)
+		}
+	}
+}
+
+// nodeChangeMatters reports whether a Node update can change whether and
+// how it is a classic-mode backend; status heartbeats cannot.
+func nodeChangeMatters(oldNode, newNode *v1.Node) bool {
+	return nodeTakesTraffic(oldNode) != nodeTakesTraffic(newNode) || oldNode.Spec.ProviderID != newNode.Spec.ProviderID
 }
 
 // globalRouterAllowed reads the cluster's opt-in for GlobalRouter Pods.

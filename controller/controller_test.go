@@ -76,7 +76,8 @@ func newFixture(t *testing.T, clb *fake.Cloud, objects ...runtime.Object) *fixtu
 	f.configs = dynamicinformer.NewDynamicSharedInformerFactory(f.dynamic, 0).ForResource(tkeconfig.GVR)
 	ctrl, err := New(ctx, f.client, clb, f.recorder, f.factory.Core().V1().Services(), f.factory.Core().V1().Pods(),
 		Options{ClusterID: testClusterID, Clock: f.clock, TerminalRetryDelay: time.Minute, ServiceConfigs: f.configs, Dynamic: f.dynamic,
-			ServiceControllerConfig: f.factory.Core().V1().ConfigMaps(), ServerVersion: "v1.34.2"})
+			ServiceControllerConfig: f.factory.Core().V1().ConfigMaps(), ServerVersion: "v1.34.2",
+			Nodes: f.factory.Core().V1().Nodes(), SwitchTimeout: time.Minute})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -124,6 +125,15 @@ func (f *fixture) refresh() {
 		cm = append(cm, &cms.Items[i])
 	}
 	replace(f.factory.Core().V1().ConfigMaps().Informer().GetIndexer(), cm)
+	nodes, err := f.client.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var n []any
+	for i := range nodes.Items {
+		n = append(n, &nodes.Items[i])
+	}
+	replace(f.factory.Core().V1().Nodes().Informer().GetIndexer(), n)
 	configs, err := f.dynamic.Resource(tkeconfig.GVR).Namespace("").List(f.ctx, metav1.ListOptions{})
 	if err != nil {
 		f.t.Fatal(err)
@@ -415,11 +425,10 @@ func TestDeletedServiceReleasesEverything(t *testing.T) {
 	}
 }
 
-func TestTurningDirectAccessOffOrChangingTypeCleansUp(t *testing.T) {
+func TestChangingTypeOrClassCleansUp(t *testing.T) {
 	for name, mutate := range map[string]func(*v1.Service){
-		"annotation false": func(s *v1.Service) { s.Annotations[AnnotationDirectAccess] = "false" },
-		"type ClusterIP":   func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeClusterIP },
-		"other class":      func(s *v1.Service) { class := "other"; s.Spec.LoadBalancerClass = &class },
+		"type ClusterIP": func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeClusterIP },
+		"other class":    func(s *v1.Service) { class := "other"; s.Spec.LoadBalancerClass = &class },
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"))

@@ -31,6 +31,7 @@ const (
 	ReasonQuotaExceeded    = "QuotaExceeded"
 	ReasonNetworkMode      = "NetworkModeNotSupported"
 	ReasonUnsupported      = "DirectAccessUnsupported"
+	ReasonSwitchTimeout    = "ModeSwitchTimeout"
 	ReasonCreatedCLB       = "CreatedLoadBalancer"
 	ReasonSyncedCLB        = "SyncedLoadBalancer"
 	ReasonDeletedCLB       = "DeletedLoadBalancer"
@@ -162,10 +163,11 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		logger.Info("Invalid Service configuration; leaving the load balancer unchanged", "err", err)
 		return nil
 	}
-	if !cfg.DirectAccess {
+	if !cfg.DirectAccess && c.opts.Nodes == nil {
+		// Without Nodes there is no classic mode to fall back to.
 		return c.cleanupIfOurs(ctx, key, svc)
 	}
-	if c.unsupported != "" {
+	if cfg.DirectAccess && c.unsupported != "" {
 		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonUnsupported, c.unsupported+"; the load balancer is left unchanged")
 		return nil
 	}
@@ -178,7 +180,8 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		return nil
 	}
 	err = c.ensure(ctx, key, svc, cfg, tsc)
-	if err != nil {
+	var pending *requeueAfter
+	if err != nil && !errors.As(err, &pending) {
 		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s (%s error, will retry)", err, cloud.KindOf(err))
 	}
 	return err
@@ -201,17 +204,27 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 	if err != nil {
 		return err
 	}
-	_, networkProblem, blocked := checkNetworkModes(pods, c.globalRouterAllowed(ctx))
-	if blocked {
-		c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem+"; the load balancer is left unchanged")
-		return nil
-	}
-	if networkProblem != "" {
-		c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem)
+	var desired DesiredState
+	if cfg.DirectAccess {
+		_, networkProblem, blocked := checkNetworkModes(pods, c.globalRouterAllowed(ctx))
+		if blocked {
+			c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem+"; the load balancer is left unchanged")
+			return nil
+		}
+		if networkProblem != "" {
+			c.reportOnce(key+"/network", svc, v1.EventTypeWarning, ReasonNetworkMode, networkProblem)
+		} else {
+			c.reported.Delete(key + "/network")
+		}
+		desired = buildDesiredState(svc, cfg, pods)
 	} else {
-		c.reported.Delete(key + "/network")
+		nodes, err := c.opts.Nodes.Lister().List(labels.Everything())
+		if err != nil {
+			return fmt.Errorf("listing Nodes: %w", err)
+		}
+		desired = buildClassicDesiredState(svc, cfg, nodes, readyEndpointNodes(pods))
 	}
-	desired := withSettings(buildDesiredState(svc, cfg, pods), tsc)
+	desired = withSettings(desired, tsc)
 	if len(desired.Problems) > 0 {
 		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonBackendProblem, strings.Join(desired.Problems, "; "))
 	} else {
@@ -220,7 +233,8 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 
 	previousID := svc.Annotations[AnnotationLoadBalancerID]
 	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired)
-	if err != nil {
+	var pending *requeueAfter
+	if err != nil && !errors.As(err, &pending) {
 		return err
 	}
 	if cfg.AutoServiceConfig {
@@ -235,7 +249,13 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 			return err
 		}
 	}
-	return c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs)
+	if err := c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs); err != nil {
+		return err
+	}
+	if pending != nil {
+		return pending
+	}
+	return nil
 }
 
 // syncLoadBalancer brings the Service's CLB to the desired state and
@@ -277,6 +297,10 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 		c.reported.Delete(key + "/quota")
 	}
 	plan := planChanges(svc.UID, desired, *observed)
+	switching, err := c.holdSwitch(ctx, key, svc, cfg.DirectAccess, observed, desired, &plan)
+	if err != nil {
+		return nil, err
+	}
 	if len(plan.Conflicts) > 0 {
 		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonListenerConflict, actionSync,
 			"CLB %s already has listeners on %s that this Service did not create; those ports are left alone",
@@ -301,6 +325,10 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 	if !plan.Empty() && c.opts.BackendsChanged != nil {
 		// After the cache holds the new state: the readiness worker reads it.
 		c.opts.BackendsChanged()
+	}
+	if switching {
+		return observed, &requeueAfter{after: switchPollInterval,
+			reason: "switching modes: the previous backends stay until the new ones are healthy"}
 	}
 	return observed, nil
 }

@@ -219,7 +219,7 @@ func (c *Cloud) DescribeBackendHealth(ctx context.Context, lbIDs []string) ([]cl
 			for _, l := range lb.listeners {
 				for _, b := range l.backends {
 					out = append(out, cloud.BackendHealth{
-						LoadBalancerID: lb.ID, ListenerID: l.ID, IP: b.IP, Port: b.Port,
+						LoadBalancerID: lb.ID, ListenerID: l.ID, IP: b.IP, InstanceID: b.InstanceID, Port: b.Port,
 						Healthy: b.healthy, Detail: b.detail,
 					})
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	clb "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/clb/v20180317"
 
@@ -202,7 +203,7 @@ func healthFromAPI(lbs []*clb.LoadBalancerHealth) []cloud.BackendHealth {
 					if t == nil {
 						continue
 					}
-					out = append(out, cloud.BackendHealth{
+					h := cloud.BackendHealth{
 						LoadBalancerID: deref(lb.LoadBalancerId),
 						ListenerID:     deref(l.ListenerId),
 						IP:             deref(t.IP),
@@ -210,7 +211,13 @@ func healthFromAPI(lbs []*clb.LoadBalancerHealth) []cloud.BackendHealth {
 						Healthy:        deref(t.HealthStatus),
 						// The SDK's (and the API's) spelling.
 						Detail: deref(t.HealthStatusDetial),
-					})
+					}
+					// A CVM target is named by its instance ID: that, not its
+					// IP, is how it was registered.
+					if id := deref(t.TargetId); strings.HasPrefix(id, "ins-") {
+						h.InstanceID, h.IP = id, ""
+					}
+					out = append(out, h)
 				}
 			}
 		}
