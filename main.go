@@ -68,6 +68,7 @@ type options struct {
 	webhookCertFile          string
 	webhookKeyFile           string
 	injectReadinessGate      bool
+	switchTimeout            time.Duration
 	cloud                    tencent.Options
 }
 
@@ -105,6 +106,7 @@ func main() {
 	flag.StringVar(&o.webhookAddr, "webhook-bind-address", ":9443", "Address of the readiness-gate webhook (HTTPS); served when --webhook-cert-file is given.")
 	flag.StringVar(&o.webhookCertFile, "webhook-cert-file", "", "TLS certificate of the webhook (e.g. tls.crt of a mounted Secret); re-read when it changes.")
 	flag.StringVar(&o.webhookKeyFile, "webhook-key-file", "", "TLS key of the webhook; re-read when it changes.")
+	flag.DurationVar(&o.switchTimeout, "switch-timeout", 2*time.Minute, "When a Service switches between direct access and the classic mode, how long the previous backends stay while the new ones are not all healthy.")
 	flag.BoolVar(&o.injectReadinessGate, "inject-readiness-gate", true, "Add the readiness gate to new Pods that a direct-access Service selects, as TKE does.")
 	flag.Parse()
 
@@ -177,6 +179,7 @@ func run(ctx context.Context, o options) error {
 		BackendsChanged:         func() { gates.Poke() },
 		ServiceControllerConfig: serviceControllerConfig.Core().V1().ConfigMaps(),
 		Nodes:                   factory.Core().V1().Nodes(),
+		SwitchTimeout:           o.switchTimeout,
 		ServiceConfigs:          serviceConfigs,
 		Dynamic:                 dyn,
 		ServerVersion:           serverVersion.GitVersion,
