@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -64,6 +65,9 @@ func TestConvergeOneServiceOfThousandPods(t *testing.T) {
 	for i := range pods {
 		objects = append(objects, &v1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web"}},
+			// VPC-CNI Pods, which need no cluster opt-in.
+			Spec: v1.PodSpec{Containers: []v1.Container{{Name: "web", Resources: v1.ResourceRequirements{
+				Requests: v1.ResourceList{controller.ResourceENIIP: resource.MustParse("1")}}}}},
 			Status: v1.PodStatus{Phase: v1.PodRunning, PodIP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1),
 				Conditions: []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue}}},
 		})
@@ -76,7 +80,8 @@ func TestConvergeOneServiceOfThousandPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	// Stop before waiting for the informers, also when the test fails.
+	defer func() { cancel(); factory.Shutdown() }()
 	done := make(chan error, 1)
 	go func() { done <- ctrl.Run(ctx, 4) }()
 
