@@ -2,7 +2,8 @@
 // cluster that has neither. It creates Nodes, binds Pods to them, gives
 // every Pod an address on 127.0.0.0/8 with a tiny server on each container
 // port, and writes Pod status the way a kubelet does, including readiness
-// gates written by other controllers.
+// gates written by other controllers. With Options.NodePorts it also plays
+// kube-proxy: the Nodes answer on the Services' node ports.
 package podsim
 
 import (
@@ -63,6 +64,14 @@ type Options struct {
 	// Workers process Pods concurrently (never one Pod twice at a time).
 	// Default 4.
 	Workers int
+	// NodePorts makes every Node answer on the nodePorts of NodePort and
+	// LoadBalancer Services (and on healthCheckNodePort), forwarding to
+	// the Services' endpoints as kube-proxy does; see proxy.go. Off by
+	// default: every simulator's Nodes have the same addresses, so two
+	// simulators side by side with NodePorts may both want a port the
+	// two API servers happened to allocate alike (the second one logs
+	// and retries until the first lets go).
+	NodePorts bool
 }
 
 // Simulator is a running Pod simulator. It stops when the context given to
@@ -78,6 +87,7 @@ type Simulator struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	cancel context.CancelFunc
 	done   chan struct{}
+	proxy  *proxy // nil without Options.NodePorts
 
 	mu       sync.Mutex
 	pods     map[string]*podState // by namespace/name
@@ -185,6 +195,13 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Sim
 		factory.Shutdown()
 		return nil, errors.New("podsim: pod informer did not sync")
 	}
+	if opts.NodePorts {
+		if s.proxy, err = startProxy(ctx, client, opts.Namespace, s.nodes, s.log); err != nil {
+			s.cancel()
+			factory.Shutdown()
+			return nil, err
+		}
+	}
 
 	var wg sync.WaitGroup
 	for range opts.Workers {
@@ -205,13 +222,16 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Sim
 			stopServers(st)
 		}
 		s.mu.Unlock()
+		if s.proxy != nil {
+			<-s.proxy.done
+		}
 		close(s.done)
 	}()
 	return s, nil
 }
 
-// Stop stops all Pod servers and waits for the workers to finish. The API
-// objects are left as they are.
+// Stop stops all Pod servers (and node ports) and waits for the workers to
+// finish. The API objects are left as they are.
 func (s *Simulator) Stop() {
 	s.cancel()
 	<-s.done
