@@ -186,7 +186,8 @@ func countGates(p *corev1.Pod) int {
 }
 
 // Bound: cleanup (targets, listener, CLB, finalizer) within 30 s for each
-// way a Service stops wanting a direct-access CLB.
+// way a Service stops wanting a CLB. (Turning direct access off switches
+// the Service to the classic mode instead: TestSwitchModesUnderLoad.)
 func TestServiceThatStopsWantingCLBIsCleanedUp(t *testing.T) {
 	f := newFixture(t, env.ControllerOptions{})
 	f.createDeployment("web", 2)
@@ -195,7 +196,6 @@ func TestServiceThatStopsWantingCLBIsCleanedUp(t *testing.T) {
 		mutate func(*corev1.Service)
 		remove bool
 	}{
-		{name: "annotation false", mutate: func(s *corev1.Service) { s.Annotations[controller.AnnotationDirectAccess] = "false" }},
 		{name: "type ClusterIP", mutate: func(s *corev1.Service) {
 			s.Spec.Type = corev1.ServiceTypeClusterIP
 			for i := range s.Spec.Ports {

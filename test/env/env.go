@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -147,14 +148,38 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	// sandbox and a test run side by side never bind the same address.
 	e.netID = 10 + mathrand.IntN(100)
 	podCIDR := fmt.Sprintf("127.%d.0.0/16", e.netID)
-	if e.Sim, err = podsim.Start(simCtx, e.Admin, podsim.Options{Nodes: opts.Nodes, PodCIDR: podCIDR}); err != nil {
+	if e.Sim, err = podsim.Start(simCtx, e.Admin, podsim.Options{Nodes: opts.Nodes, PodCIDR: podCIDR, NodePorts: true}); err != nil {
 		return nil, fmt.Errorf("starting the Pod simulator: %w", err)
 	}
 	fmt.Fprintln(opts.Log, "Starting the CLB emulator...")
 	if e.Emulator, err = e.StartEmulator(ctx, opts.EmulatorArgs...); err != nil {
 		return nil, err
 	}
+	// The CLB reaches a Node registered by instance ID at its private IP,
+	// as in the cloud: tell the emulator which is which.
+	if err := e.registerInstances(ctx); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// registerInstances gives the emulator each simulated Node's instance ID
+// (from spec.providerID) and address.
+func (e *Env) registerInstances(ctx context.Context) error {
+	nodes, err := e.Admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	instances := map[string]string{}
+	for _, n := range nodes.Items {
+		id := n.Spec.ProviderID[strings.LastIndex(n.Spec.ProviderID, "/")+1:]
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				instances[id] = a.Address
+			}
+		}
+	}
+	return e.Emulator.admin(ctx, http.MethodPost, "/admin/instances", instances, nil)
 }
 
 // Stop ends everything Start started (and any controller still running is
