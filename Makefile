@@ -21,7 +21,7 @@ unit: ## Unit tests (fake clientset, fake CLB), race detector on.
 # instead of arriving per package at the end, and the two packages' control
 # planes do not compete for the CPUs (leader-election timings are tight).
 e2e: ## End-to-end tests: real control plane, CLB emulator, controller binary (first run builds Kubernetes).
-	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/cluster/
+	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/cluster/ ./test/podsim/
 
 sandbox: ## Start the sandbox (control plane, CLB emulator, clb-direct, examples) in the background.
 	$(GO) run ./hack/sandbox up
