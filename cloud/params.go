@@ -24,7 +24,7 @@ func DecodeParameters(action string, params map[string]any, into any) error {
 	fail := func(code, format string, args ...any) error {
 		return NewError(action, code, fmt.Sprintf(format, args...), "")
 	}
-	known := jsonFieldNames(reflect.TypeOf(into).Elem())
+	known := JSONFieldNames(reflect.TypeOf(into).Elem())
 	var unknown []string
 	for _, name := range slices.Sorted(maps.Keys(params)) {
 		if !known[name] {
@@ -56,8 +56,9 @@ func DecodeParameters(action string, params map[string]any, into any) error {
 	return fail(CodeInvalidParameter, "decoding the parameters: %v", err)
 }
 
-// jsonFieldNames returns the JSON names of a struct's own exported fields.
-func jsonFieldNames(t reflect.Type) map[string]bool {
+// JSONFieldNames returns the JSON names of a struct's own exported fields:
+// the parameter names an SDK request type accepts.
+func JSONFieldNames(t reflect.Type) map[string]bool {
 	out := map[string]bool{}
 	for i := range t.NumField() {
 		f := t.Field(i)

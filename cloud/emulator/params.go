@@ -15,7 +15,6 @@ import (
 
 // Error codes of parameter checks, beyond those package cloud names.
 const (
-	codeUnknownParameter     = "UnknownParameter"
 	codeUnsupportedOperation = "UnsupportedOperation"
 )
 
@@ -38,7 +37,7 @@ type handlerFunc[Req, Resp any] func(ctx context.Context, s *Server, c *fake.Clo
 // newAction builds an action from the SDK's request constructor (e.g.
 // clb.NewDescribeTargetsRequest) and a handler.
 func newAction[Req, Resp any](newReq func() *Req, fn handlerFunc[Req, Resp], supported, ignored []string) *action {
-	a := &action{known: jsonFields(reflect.TypeFor[Req]()), supported: set(supported), ignored: set(ignored)}
+	a := &action{known: cloud.JSONFieldNames(reflect.TypeFor[Req]()), supported: set(supported), ignored: set(ignored)}
 	for name := range a.supported {
 		if !a.known[name] {
 			panic(fmt.Sprintf("emulator: %T has no parameter %s", *new(Req), name))
@@ -69,7 +68,7 @@ func (a *action) decode(body []byte, req any) error {
 	for name := range top {
 		switch {
 		case !a.known[name]:
-			return apiErr(codeUnknownParameter, "the parameter `%s` is not recognized", name)
+			return apiErr(cloud.CodeUnknownParameter, "the parameter `%s` is not recognized", name)
 		case !a.supported[name] && !a.ignored[name]:
 			return apiErr(cloud.CodeInvalidParameter, "the emulator does not implement the parameter `%s`", name)
 		}
@@ -82,28 +81,11 @@ func (a *action) decode(body []byte, req any) error {
 			return apiErr(cloud.CodeInvalidParameter, "the parameter `%s` must be of type %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return apiErr(codeUnknownParameter, "the parameter %s is not recognized", name)
+			return apiErr(cloud.CodeUnknownParameter, "the parameter %s is not recognized", name)
 		}
 		return apiErr(cloud.CodeInvalidParameter, "the body is not valid JSON: %v", err)
 	}
 	return nil
-}
-
-// jsonFields returns the JSON names of a struct's own fields.
-func jsonFields(t reflect.Type) map[string]bool {
-	out := map[string]bool{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if f.Anonymous || !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" {
-			name = f.Name
-		}
-		out[name] = true
-	}
-	return out
 }
 
 func set(names []string) map[string]bool {

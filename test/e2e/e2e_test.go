@@ -82,33 +82,9 @@ func rollout(t *testing.T, f *fixture) (took time.Duration, ok, failed int64, er
 		return v.healthy["TCP:80"] == 10, v.String()
 	})
 
-	// The data plane follows the account's health within its reconcile
-	// interval: start the load once requests really flow.
-	f.waitFor(10*time.Second, "requests flow through the VIP", func() (bool, string) {
-		for range 5 {
-			if _, err := httpGet(vipAddr(view)); err != nil {
-				return false, err.Error()
-			}
-		}
-		return true, ""
-	})
+	f.waitForTraffic(vipAddr(view))
 	l := startLoad(vipAddr(view), 4)
-	minHealthy = 1 << 30
-	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			if h := f.clb("web").healthy["TCP:80"]; h < minHealthy {
-				minHealthy = h
-			}
-		}
-	}()
+	fewestHealthy := f.sampleHealthy("web")
 	start := time.Now()
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"rollout":"%d"}}}}}`, time.Now().UnixNano())
 	if _, err := e.Admin.AppsV1().Deployments(f.ns).Patch(f.ctx, "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -126,8 +102,7 @@ func rollout(t *testing.T, f *fixture) (took time.Duration, ok, failed int64, er
 	took = time.Since(start)
 	f.expectBackends("web", "web", 10, 30*time.Second)
 	time.Sleep(time.Second) // requests in flight during the last changes
-	close(stopSampling)
-	<-sampled
+	minHealthy = fewestHealthy()
 	ok, failed, errs = l.finish()
 	if ok == 0 {
 		t.Errorf("no request succeeded: the load generator did not run")

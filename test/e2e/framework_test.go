@@ -399,3 +399,42 @@ func (l *load) finish() (ok, failed int64, errs []string) {
 	l.done.Wait()
 	return l.ok.Load(), l.failed.Load(), l.errs
 }
+
+// waitForTraffic waits until requests through addr succeed 5 times in a
+// row: the data plane follows the account's health within its reconcile
+// interval, so load starts once requests really flow.
+func (f *fixture) waitForTraffic(addr string) {
+	f.t.Helper()
+	f.waitFor(10*time.Second, "requests flow through "+addr, func() (bool, string) {
+		for range 5 {
+			if _, err := httpGet(addr); err != nil {
+				return false, err.Error()
+			}
+		}
+		return true, ""
+	})
+}
+
+// sampleHealthy watches the fewest healthy backends the Service's TCP:80
+// listener has, every 50 ms, until the returned function is called; that
+// function returns the fewest seen.
+func (f *fixture) sampleHealthy(serviceName string) func() int {
+	fewest := 1 << 30
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			fewest = min(fewest, f.clb(serviceName).healthy["TCP:80"])
+		}
+	}()
+	return func() int {
+		close(stop)
+		<-done
+		return fewest
+	}
+}

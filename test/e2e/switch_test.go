@@ -53,29 +53,9 @@ func TestSwitchModesUnderLoad(t *testing.T) {
 	pods := func() []string { return f.registrablePodEndpoints("web") }
 	f.expectHealthyBackends("web", pods, 60*time.Second)
 	view := f.clb("web")
-	f.waitFor(10*time.Second, "requests flow through the VIP", func() (bool, string) {
-		for range 5 {
-			if _, err := httpGet(vipAddr(view)); err != nil {
-				return false, err.Error()
-			}
-		}
-		return true, ""
-	})
-
+	f.waitForTraffic(vipAddr(view))
 	l := startLoad(vipAddr(view), 4)
-	minHealthy := 1 << 30
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			minHealthy = min(minHealthy, f.clb("web").healthy["TCP:80"])
-		}
-	}()
+	fewestHealthy := f.sampleHealthy("web")
 
 	f.updateService("web", func(s *corev1.Service) { s.Annotations[controller.AnnotationDirectAccess] = "false" })
 	nodePort := f.service("web").Spec.Ports[0].NodePort
@@ -88,8 +68,7 @@ func TestSwitchModesUnderLoad(t *testing.T) {
 	t.Logf("classic → direct in %s", toDirect.Round(time.Millisecond))
 	time.Sleep(time.Second)
 
-	close(stop)
-	<-sampled
+	minHealthy := fewestHealthy()
 	ok, failed, errs := l.finish()
 	t.Logf("requests ok %d, failed %d; fewest healthy backends %d", ok, failed, minHealthy)
 	if failed != 0 {
