@@ -13,11 +13,6 @@ import (
 	"clb-direct/cloud/fake"
 )
 
-// Error codes of parameter checks, beyond those package cloud names.
-const (
-	codeUnsupportedOperation = "UnsupportedOperation"
-)
-
 // action serves one API action: it checks the request's parameters against
 // the SDK's request type, decodes them into it and runs the handler.
 type action struct {
