@@ -2,6 +2,7 @@ package controller
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,7 +19,7 @@ import (
 func (c *Controller) Expect(pod *v1.Pod) readiness.Expectation {
 	var exp readiness.Expectation
 	for _, svc := range c.servicesSelecting(pod) {
-		if !c.wantsDirectAccess(svc) {
+		if !c.asksForDirectAccess(svc) {
 			continue
 		}
 		key := cache.MetaObjectToName(svc).String()
@@ -95,5 +96,18 @@ func (c *Controller) wantsDirectAccess(svc *v1.Service) bool {
 // SelectedByDirectAccess tells the webhook whether a new Pod needs the
 // readiness gate.
 func (c *Controller) SelectedByDirectAccess(pod *v1.Pod) bool {
-	return slices.ContainsFunc(c.servicesSelecting(pod), c.wantsDirectAccess)
+	return slices.ContainsFunc(c.servicesSelecting(pod), c.asksForDirectAccess)
+}
+
+// asksForDirectAccess is wantsDirectAccess for the readiness gate: a
+// Service whose direct-access annotation says true keeps its Pods' gates
+// closed even while another of its annotations is invalid. Its CLB is then
+// left as it is, so its new Pods are not registered, and opening their gates
+// would let a rollout delete the old Pods that still serve.
+func (c *Controller) asksForDirectAccess(svc *v1.Service) bool {
+	if !c.handlesClass(svc) || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
+		return false
+	}
+	direct, err := strconv.ParseBool(strings.TrimSpace(svc.Annotations[AnnotationDirectAccess]))
+	return err == nil && direct
 }

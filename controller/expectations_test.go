@@ -138,8 +138,8 @@ func TestExpectPodSelectedByNoDirectAccessService(t *testing.T) {
 			mutate: func(s *v1.Service) { delete(s.Annotations, AnnotationDirectAccess) }},
 		{name: "invalid annotation", pod: readyPod("x", "10.0.0.9"),
 			mutate: func(s *v1.Service) { s.Annotations[AnnotationDirectAccess] = "yes" }},
-		{name: "invalid weight", pod: readyPod("x", "10.0.0.9"),
-			mutate: func(s *v1.Service) { s.Annotations[AnnotationBackendWeight] = "500" }},
+		// An invalid weight with direct-access "true" keeps the Service
+		// (TestInvalidAnnotationKeepsTheGateClosed).
 		{name: "type ClusterIP", pod: readyPod("x", "10.0.0.9"),
 			mutate: func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeClusterIP }},
 		{name: "other class", pod: readyPod("x", "10.0.0.9"),
@@ -235,5 +235,20 @@ func TestDescribeHealthCheck(t *testing.T) {
 		if got := describeHealthCheck(tc.protocol, tc.hc); got != tc.want {
 			t.Errorf("describeHealthCheck(%s, %+v) = %q, want %q", tc.protocol, tc.hc, got, tc.want)
 		}
+	}
+}
+
+// A typo in another annotation must not open the gates of new Pods: the
+// CLB is left as it is, so they are not registered.
+func TestInvalidAnnotationKeepsTheGateClosed(t *testing.T) {
+	svc := directService(func(s *v1.Service) { s.Annotations[AnnotationBackendWeight] = "101" })
+	f := newFixture(t, nil, svc, readyPod("a", "10.0.0.1"))
+	pod := readyPod("a", "10.0.0.1")
+	exp := f.ctrl.Expect(pod)
+	if len(exp.Services) != 1 || len(exp.Targets) == 0 || slices.ContainsFunc(exp.Targets, func(tg readiness.Target) bool { return tg.Registered }) {
+		t.Errorf("Expect = %+v, want the Service with unregistered targets (gate stays False)", exp)
+	}
+	if !f.ctrl.SelectedByDirectAccess(pod) {
+		t.Error("the webhook must still inject the gate")
 	}
 }
