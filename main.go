@@ -34,12 +34,15 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"clb-direct/cloud"
 	"clb-direct/cloud/fake"
+	"clb-direct/cloud/instrumented"
 	"clb-direct/cloud/tencent"
 	"clb-direct/controller"
+	"clb-direct/metrics"
 	"clb-direct/readiness"
 	"clb-direct/tkeconfig"
 )
@@ -54,6 +57,7 @@ type options struct {
 	cloudProvider            string
 	loadBalancerClass        string
 	healthProbeAddr          string
+	metricsAddr              string
 	leaderElect              bool
 	leaseDuration            time.Duration
 	renewDeadline            time.Duration
@@ -93,6 +97,7 @@ func main() {
 	flag.StringVar(&o.cloudProvider, "cloud", "tencent", "CLB implementation: tencent (the real API) or fake (in memory, for trying the controller out).")
 	flag.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "Handle Services of this spec.loadBalancerClass; empty handles Services without a class, as TKE's controller does.")
 	flag.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "Address serving /healthz and /readyz; empty disables them.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address serving Prometheus metrics at "+metrics.Path+"; empty disables them.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader with a Lease so only one replica acts.")
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits after the last renewal before taking over.")
 	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before giving up leadership.")
@@ -134,10 +139,16 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
-	clb, err := newCloud(o)
+	// Metrics: the workqueue provider must be set before the controller
+	// makes its queue; queues made earlier report nothing.
+	registry := metrics.NewRegistry()
+	workqueue.SetProvider(metrics.NewWorkqueueProvider(registry))
+	leading := metrics.NewLeaderGauge(registry)
+	inner, err := newCloud(o)
 	if err != nil {
 		return err
 	}
+	clb := instrumented.New(inner, registry)
 
 	// Only Services resync: each resync re-reads that Service's CLB to
 	// repair drift. Pods need none; their events say all there is.
@@ -183,6 +194,7 @@ func run(ctx context.Context, o options) error {
 		ServiceConfigs:          serviceConfigs,
 		Dynamic:                 dyn,
 		ServerVersion:           serverVersion.GitVersion,
+		Metrics:                 controller.NewMetrics(registry),
 	})
 	if err != nil {
 		return err
@@ -190,6 +202,7 @@ func run(ctx context.Context, o options) error {
 	gates, err = readiness.New(ctx, client, clb, ctrl, recorder, factory.Core().V1().Pods(), readiness.Options{
 		PollInterval: o.readinessPollInterval,
 		Timeout:      o.readinessTimeout,
+		Metrics:      readiness.NewMetrics(registry),
 	})
 	if err != nil {
 		return err
@@ -218,6 +231,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	if o.metricsAddr != "" {
+		if err := metrics.Serve(ctx, o.metricsAddr, registry); err != nil {
+			return err
+		}
+	}
 
 	// Every replica answers the webhook; only the leader writes.
 	if o.webhookCertFile != "" {
@@ -225,7 +243,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	// lead runs while this replica leads: from the election's
+	// OnStartedLeading, or at once without an election.
 	lead := func(ctx context.Context) error {
+		leading.Set(1)
+		defer leading.Set(0)
 		go gates.Run(ctx)
 		return ctrl.Run(ctx, o.workers)
 	}

@@ -69,6 +69,9 @@ type Options struct {
 	// ServerVersion is the API server's gitVersion; direct access needs
 	// Kubernetes newer than 1.12. Empty skips the check.
 	ServerVersion string
+	// Metrics records the sync duration and the backend registration
+	// latency; nil records nothing.
+	Metrics *Metrics
 	// Clock is injected for tests.
 	Clock clock.WithTicker
 }

@@ -127,12 +127,16 @@ func (o *observedCache) forget(key string) {
 	delete(o.entries, key)
 }
 
-func (c *Controller) syncService(ctx context.Context, key string) error {
+func (c *Controller) syncService(ctx context.Context, key string) (err error) {
 	start := c.opts.Clock.Now()
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "service", key)
 	ctx = klog.NewContext(ctx, logger)
+	// invalid: the Service's configuration is bad, and nothing was done.
+	invalid := false
 	defer func() {
-		logger.V(4).Info("Finished syncing service", "duration", c.opts.Clock.Since(start))
+		duration := c.opts.Clock.Since(start)
+		c.opts.Metrics.observeSync(duration, err, invalid)
+		logger.V(4).Info("Finished syncing service", "duration", duration)
 	}()
 
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
@@ -161,6 +165,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		// a Service update, which queues the Service again.
 		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonInvalidConfig, err.Error()+"; the load balancer is left unchanged")
 		logger.Info("Invalid Service configuration; leaving the load balancer unchanged", "err", err)
+		invalid = true
 		return nil
 	}
 	if !cfg.DirectAccess && c.opts.Nodes == nil {
@@ -177,6 +182,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		// fixing or creating the config queues the Service again.
 		c.reportOnce(key, svc, v1.EventTypeWarning, ReasonInvalidConfig, err.Error()+"; the load balancer is left unchanged")
 		logger.Info("Invalid TkeServiceConfig; leaving the load balancer unchanged", "err", err)
+		invalid = true
 		return nil
 	}
 	err = c.ensure(ctx, key, svc, cfg, tsc)
@@ -232,7 +238,7 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 	}
 
 	previousID := svc.Annotations[AnnotationLoadBalancerID]
-	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired)
+	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired, pods)
 	var pending *requeueAfter
 	if err != nil && !errors.As(err, &pending) {
 		return err
@@ -259,8 +265,9 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 }
 
 // syncLoadBalancer brings the Service's CLB to the desired state and
-// returns it as it now is.
-func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, desired DesiredState) (*ObservedState, error) {
+// returns it as it now is. pods are the Service's, for the registration
+// latency metric.
+func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, desired DesiredState, pods []*v1.Pod) (*ObservedState, error) {
 	logger := klog.FromContext(ctx)
 	if cfg.ExistingLoadBalancerID != "" {
 		// Several Services may share the user's CLB: one writer at a time.
@@ -310,7 +317,7 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 		logger.V(2).Info("Applying plan", "loadBalancer", observed.LoadBalancer.ID,
 			"createListeners", len(plan.CreateListeners), "register", len(plan.Register),
 			"modifyWeight", len(plan.ModifyWeight), "deregister", len(plan.Deregister), "deleteListeners", len(plan.DeleteListeners))
-		if err := c.apply(ctx, observed, plan); err != nil {
+		if err := c.applyPlan(ctx, observed, plan, c.registrationObserver(pods)); err != nil {
 			c.observed.forget(key)
 			if cloud.KindOf(err) == cloud.KindQuota {
 				c.quotas.invalidate()
@@ -484,6 +491,12 @@ func clientToken(svc *v1.Service) string {
 // listener whose new backends failed to register keeps its old ones: never
 // leave a port with fewer serving backends because of an error.
 func (c *Controller) apply(ctx context.Context, observed *ObservedState, plan Plan) error {
+	return c.applyPlan(ctx, observed, plan, nil)
+}
+
+// applyPlan is apply that also calls registered, if not nil, for each
+// backend as soon as the call that registered it succeeded.
+func (c *Controller) applyPlan(ctx context.Context, observed *ObservedState, plan Plan, registered func(cloud.Backend)) error {
 	lbID := observed.LoadBalancer.ID
 	var errs []error
 	ids := make(map[ListenerKey]string, len(observed.Listeners)+len(plan.CreateListeners))
@@ -528,7 +541,7 @@ func (c *Controller) apply(ctx context.Context, observed *ObservedState, plan Pl
 		changes []BackendChange
 		op      backendOp
 	}{
-		{plan.Register, backendOp{verb: "registering", call: c.cloud.RegisterBackends}},
+		{plan.Register, backendOp{verb: "registering", call: c.cloud.RegisterBackends, applied: registered}},
 		{plan.ModifyWeight, backendOp{verb: "re-weighting", call: c.cloud.ModifyBackendWeights}},
 		{plan.Deregister, backendOp{verb: "deregistering", call: c.cloud.DeregisterBackends, removes: true}},
 	} {
@@ -551,6 +564,8 @@ type backendOp struct {
 	verb    string
 	call    func(ctx context.Context, loadBalancerID string, backends []cloud.ListenerBackend) error
 	removes bool
+	// applied, if not nil, is called for each backend the call changed.
+	applied func(cloud.Backend)
 }
 
 // applyBackendChanges sends changes in batches of the API's maximum size,
@@ -593,6 +608,9 @@ func (c *Controller) applyBackendChanges(ctx context.Context, observed *Observed
 				continue
 			}
 			observed.Backends[lb.ListenerID] = applyToBackends(observed.Backends[lb.ListenerID], lb.Backend, op.removes)
+			if op.applied != nil {
+				op.applied(lb.Backend)
+			}
 		}
 	}
 	return errs

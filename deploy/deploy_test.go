@@ -292,6 +292,7 @@ func TestDeploymentSpec(t *testing.T) {
 		"--region=$(REGION)",
 		"--cloud=tencent",
 		"--health-probe-bind-address=:8081",
+		"--metrics-bind-address=:8080",
 		"--cloud-credentials-file=/etc/clb-direct/credentials",
 		"--webhook-bind-address=:9443",
 		"--webhook-cert-file=/etc/clb-direct/webhook/tls.crt",
@@ -300,6 +301,15 @@ func TestDeploymentSpec(t *testing.T) {
 	}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args %q, want %q", c.Args, wantArgs)
+	}
+	// Exactly the ports the args bind, named for probes and scrapers.
+	wantPorts := []corev1.ContainerPort{
+		{Name: "metrics", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+		{Name: "healthz", ContainerPort: 8081, Protocol: corev1.ProtocolTCP},
+		{Name: "webhook", ContainerPort: 9443, Protocol: corev1.ProtocolTCP},
+	}
+	if !slices.Equal(c.Ports, wantPorts) {
+		t.Errorf("ports %+v, want %+v", c.Ports, wantPorts)
 	}
 
 	// $(CLUSTER_ID) and $(REGION) expand only from env defined on the

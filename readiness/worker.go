@@ -34,6 +34,9 @@ type Options struct {
 	PollInterval time.Duration
 	// Timeout is how long a Pod may wait before the user is told (event).
 	Timeout time.Duration
+	// Metrics records the gate latency and the waiting Pods; nil records
+	// nothing.
+	Metrics *Metrics
 	Clock   clock.WithTicker
 }
 
@@ -58,7 +61,10 @@ type Worker struct {
 	// are deleted: an event older than the patch must not make them wait
 	// again (and a health flap turn the gate back to False).
 	passed map[types.UID]bool
-	wake   chan struct{}
+	// healthySince holds, for the waiting Pods the CLB has reported
+	// healthy, when the first such report was read (for the gate latency).
+	healthySince map[types.UID]time.Time
+	wake         chan struct{}
 }
 
 // New wires a worker to the Pod informer.
@@ -76,7 +82,8 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 	w := &Worker{
 		client: client, cloud: clb, source: source, recorder: recorder,
 		podLister: podInformer.Lister(), podsSynced: podInformer.Informer().HasSynced,
-		opts: opts, waiting: map[string]bool{}, warned: map[types.UID]bool{}, passed: map[types.UID]bool{}, wake: make(chan struct{}, 1),
+		opts: opts, waiting: map[string]bool{}, warned: map[types.UID]bool{}, passed: map[types.UID]bool{},
+		healthySince: map[types.UID]time.Time{}, wake: make(chan struct{}, 1),
 	}
 	logger := klog.FromContext(ctx)
 	_, err := podInformer.Informer().AddEventHandlerWithOptions(cache.ResourceEventHandlerFuncs{
@@ -98,8 +105,10 @@ func (w *Worker) track(obj any) {
 	key := cache.MetaObjectToName(pod).String()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.countWaiting()
 	if !pending(pod) {
 		delete(w.waiting, key)
+		delete(w.healthySince, pod.UID)
 		return
 	}
 	if w.passed[pod.UID] {
@@ -109,6 +118,11 @@ func (w *Worker) track(obj any) {
 		w.waiting[key] = true
 		w.signal()
 	}
+}
+
+// countWaiting updates the waiting gauge; w.mu must be held.
+func (w *Worker) countWaiting() {
+	w.opts.Metrics.setWaiting(len(w.waiting))
 }
 
 func (w *Worker) untrack(obj any) {
@@ -124,6 +138,8 @@ func (w *Worker) untrack(obj any) {
 	delete(w.waiting, cache.MetaObjectToName(pod).String())
 	delete(w.warned, pod.UID)
 	delete(w.passed, pod.UID)
+	delete(w.healthySince, pod.UID)
+	w.countWaiting()
 }
 
 // Poke asks for a round soon, e.g. after the controller registered Pods.
@@ -211,6 +227,7 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 			health[healthKeyOf(h)] = h
 		}
 	}
+	healthRead := w.opts.Clock.Now()
 	for _, wp := range pods {
 		if slices.ContainsFunc(wp.exp.Targets, func(t Target) bool { return unread[t.LoadBalancerID] }) {
 			// Without the CLB's report the verdict would be "no report
@@ -219,6 +236,13 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 			continue
 		}
 		verdict := evaluate(wp.exp, health)
+		if verdict.Status == v1.ConditionTrue && verdict.Reason == ReasonReady {
+			w.mu.Lock()
+			if _, ok := w.healthySince[wp.pod.UID]; !ok {
+				w.healthySince[wp.pod.UID] = healthRead
+			}
+			w.mu.Unlock()
+		}
 		if err := w.apply(ctx, wp.pod, verdict); err != nil {
 			utilruntime.HandleErrorWithContext(ctx, err, "Patching the readiness gate failed", "pod", klog.KObj(wp.pod))
 			continue
@@ -234,6 +258,11 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 			w.mu.Lock()
 			delete(w.waiting, wp.key)
 			w.passed[wp.pod.UID] = true
+			if since, ok := w.healthySince[wp.pod.UID]; ok {
+				w.opts.Metrics.observeGate(w.opts.Clock.Since(since))
+				delete(w.healthySince, wp.pod.UID)
+			}
+			w.countWaiting()
 			w.mu.Unlock()
 			logger.V(2).Info("Readiness gate passed", "pod", klog.KObj(wp.pod), "reason", verdict.Reason)
 		}

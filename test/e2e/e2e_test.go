@@ -307,6 +307,15 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if strings.Contains(env.Tail(standby.LogPath, 1000), "Became leader") {
 		t.Fatalf("both replicas lead; lease holder %q", ptr.Deref(leader.Spec.HolderIdentity, ""))
 	}
+	// Each replica's /metrics says which one leads, and the leader's what
+	// it did.
+	f.expectMetric(f.ctrl, "clbdirect_leader", "= 1", equal(1))
+	f.expectMetric(standby, "clbdirect_leader", "= 0", equal(0))
+	f.expectMetric(f.ctrl, `clbdirect_cloud_api_calls_total{action="BatchRegisterTargets",result="ok"}`, "> 0", positive)
+	f.expectMetric(f.ctrl, `clbdirect_cloud_backends_total{operation="register"}`, "> 0", positive)
+	f.expectMetric(f.ctrl, `workqueue_adds_total{name="clb-direct"}`, "> 0", positive)
+	f.expectMetric(f.ctrl, `clbdirect_sync_duration_seconds_count{result="ok"}`, "> 0", positive)
+	f.expectMetric(f.ctrl, "clbdirect_backend_registration_latency_seconds_count", "> 0", positive)
 
 	start := time.Now()
 	f.ctrl.Kill()
@@ -317,5 +326,6 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if took > 20*time.Second {
 		t.Errorf("failover took %s, want under 20s", took)
 	}
+	f.expectMetric(standby, "clbdirect_leader", "= 1", equal(1))
 	f.ctrl = standby
 }

@@ -283,6 +283,8 @@ func (em *Emulator) admin(ctx context.Context, method, path string, in, out any)
 type Controller struct {
 	*Process
 	HealthAddr string
+	// MetricsAddr serves /metrics.
+	MetricsAddr string
 }
 
 // ControllerOptions choose how a controller runs.
@@ -311,6 +313,11 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 	if err != nil {
 		return nil, err
 	}
+	// Replicas share the machine: none may take the default :8080.
+	metricsAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(e.Dir, "controllers", opts.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -320,7 +327,7 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 		"--cloud", "tencent", "--cloud-endpoint", e.Emulator.Addr, "--cloud-endpoint-scheme", "http",
 		"--leader-elect-resource-namespace", ControllerNamespace,
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms",
-		"--health-probe-bind-address", healthAddr, "--resync-period", "30s", "-v", "4",
+		"--health-probe-bind-address", healthAddr, "--metrics-bind-address", metricsAddr, "--resync-period", "30s", "-v", "4",
 	}
 	var webhookAddr string
 	var caPEM []byte
@@ -359,7 +366,7 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{Process: p, HealthAddr: healthAddr}
+	c := &Controller{Process: p, HealthAddr: healthAddr, MetricsAddr: metricsAddr}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + healthAddr + "/readyz")
