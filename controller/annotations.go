@@ -43,6 +43,9 @@ const (
 	// TkeServiceConfig <service>-auto-service-config that shows the CLB's
 	// current listener settings.
 	AnnotationTkeServiceConfigAuto = "service.cloud.tencent.com/tke-service-config-auto"
+	// AnnotationPreviousLoadBalancers is the controller's own bookkeeping:
+	// CLBs the Service used before and that are still to be released.
+	AnnotationPreviousLoadBalancers = "service.cloud.tencent.com/clb-direct-previous-lbids"
 	// AnnotationLoadBalancerID is written by the controller: the CLB in use.
 	AnnotationLoadBalancerID = "service.kubernetes.io/loadbalance-id"
 )

@@ -452,7 +452,7 @@ func TestLoadBalancerNotOursIsNeverDeletedAndForeignListenersAreLeftAlone(t *tes
 	foreign := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "someone-else", Tags: map[string]string{"team": "other"}})
 	clb.AddListener(foreign.ID, cloud.ListenerSpec{Name: "theirs", Protocol: cloud.ProtocolTCP, Port: 80})
 	clb.AddListener(foreign.ID, cloud.ListenerSpec{Name: "theirs-too", Protocol: cloud.ProtocolTCP, Port: 443})
-	svc := directService(func(s *v1.Service) { s.Annotations[AnnotationLoadBalancerID] = foreign.ID })
+	svc := directService(func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = foreign.ID })
 	f := newFixture(t, clb, svc, readyPod("a", "10.0.0.1"))
 	f.mustSync()
 
@@ -820,5 +820,56 @@ func TestQuotasApplyWhatFitsAndWarn(t *testing.T) {
 	f.mustSync()
 	if w := f.cloud.WriteCalls(); len(w) != 0 {
 		t.Errorf("writes after settling: %+v", w)
+	}
+}
+
+// A failed release is retried: the previous CLB stays recorded until it is
+// gone, even once the Service's annotation names the new one.
+func TestPreviousCLBIsReleasedEvenAfterAnError(t *testing.T) {
+	clb := fake.New()
+	f := newFixture(t, clb, directService(), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	ours := f.loadBalancerID()
+	theirs := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "users-clb"})
+	f.updateService(func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = theirs.ID })
+	clb.FailNext("DeleteLoadBalancer", 1, cloud.NewError("DeleteLoadBalancer", cloud.CodeInternalError, "injected", ""))
+	if err := f.sync(); err == nil {
+		t.Fatal("the failed release must be retried")
+	}
+	if got := f.service().Annotations[AnnotationPreviousLoadBalancers]; got != ours {
+		t.Fatalf("previous CLBs recorded %q, want %q", got, ours)
+	}
+	// The Service is deleted before the retry: both go through cleanup.
+	f.updateService(func(s *v1.Service) { now := metav1.Now(); s.DeletionTimestamp = &now })
+	f.mustSync()
+	if lbs, _ := clb.DescribeLoadBalancers(f.ctx, cloud.LoadBalancerQuery{IDs: []string{ours}}); len(lbs) != 0 {
+		t.Errorf("our previous CLB %s leaked", ours)
+	}
+	if lbs, _ := clb.DescribeLoadBalancers(f.ctx, cloud.LoadBalancerQuery{IDs: []string{theirs.ID}}); len(lbs) != 1 {
+		t.Errorf("the user's CLB %s must remain", theirs.ID)
+	}
+}
+
+// Removing tke-existed-lbid takes the Service back to a CLB of its own and
+// removes its listeners from the user's.
+func TestLeavingAnExistingCLB(t *testing.T) {
+	clb := fake.New()
+	theirs := clb.AddLoadBalancer(cloud.LoadBalancer{Name: "users-clb"})
+	f := newFixture(t, clb, directService(func(s *v1.Service) { s.Annotations[AnnotationExistingLoadBalancer] = theirs.ID }), readyPod("a", "10.0.0.1"))
+	f.mustSync()
+	f.updateService(func(s *v1.Service) { delete(s.Annotations, AnnotationExistingLoadBalancer) })
+	f.mustSync()
+	own := f.loadBalancerID()
+	if own == theirs.ID || own == "" {
+		t.Fatalf("annotation %q, want a CLB of the Service's own", own)
+	}
+	if got := f.backends(own); len(got) != 2 {
+		t.Errorf("own CLB backends %q", got)
+	}
+	if got := f.backends(theirs.ID); len(got) != 0 {
+		t.Errorf("listeners left on the user's CLB: %q", got)
+	}
+	if f.service().Annotations[AnnotationPreviousLoadBalancers] != "" {
+		t.Errorf("previous CLBs still recorded after the release")
 	}
 }

@@ -237,26 +237,26 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 		c.reported.Delete(key)
 	}
 
-	previousID := svc.Annotations[AnnotationLoadBalancerID]
-	observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired, pods)
+	svc, observed, err := c.syncLoadBalancer(ctx, key, svc, cfg, desired, pods)
 	var pending *requeueAfter
 	if err != nil && !errors.As(err, &pending) {
 		return err
 	}
-	if cfg.AutoServiceConfig {
-		if err := c.syncAutoConfig(ctx, svc, observed); err != nil {
-			return err
-		}
-	}
-	if previousID != "" && previousID != observed.LoadBalancer.ID {
-		// The Service moved to another CLB (tke-existed-lbid set or changed):
-		// release the one it had, now that the new one serves.
-		if err := c.release(ctx, svc, previousID); err != nil {
-			return err
-		}
+	// A Service that moved to another CLB (tke-existed-lbid set, changed or
+	// removed) releases the ones it had now that the new one serves; they
+	// stay recorded on the Service until then, so no error loses one.
+	if svc, err = c.releasePrevious(ctx, svc, observed.LoadBalancer.ID); err != nil {
+		return err
 	}
 	if err := c.patchIngress(ctx, svc, observed.LoadBalancer.VIPs); err != nil {
 		return err
+	}
+	if cfg.AutoServiceConfig {
+		// Last: a failure here must not hold back the status or a release.
+		if err := c.syncAutoConfig(ctx, svc, observed); err != nil {
+			c.reportOnce(key+"/auto", svc, v1.EventTypeWarning, ReasonInvalidConfig, err.Error())
+			return err
+		}
 	}
 	if pending != nil {
 		return pending
@@ -264,10 +264,38 @@ func (c *Controller) ensure(ctx context.Context, key string, svc *v1.Service, cf
 	return nil
 }
 
+// releasePrevious releases the CLBs recorded as the Service's previous ones
+// (all but current), then forgets them.
+func (c *Controller) releasePrevious(ctx context.Context, svc *v1.Service, current string) (*v1.Service, error) {
+	previous := previousLoadBalancers(svc)
+	if len(previous) == 0 {
+		return svc, nil
+	}
+	for _, id := range previous {
+		if id == current {
+			continue
+		}
+		if err := c.release(ctx, svc, id); err != nil {
+			return svc, err
+		}
+	}
+	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationPreviousLoadBalancers: nil}}}
+	return c.patchService(ctx, svc, patch, "")
+}
+
+// previousLoadBalancers reads the CLBs the Service still has to release.
+func previousLoadBalancers(svc *v1.Service) []string {
+	v := svc.Annotations[AnnotationPreviousLoadBalancers]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
 // syncLoadBalancer brings the Service's CLB to the desired state and
-// returns it as it now is. pods are the Service's, for the registration
+// returns it as it now is, with the Service as last patched. pods are the Service's, for the registration
 // latency metric.
-func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, desired DesiredState, pods []*v1.Pod) (*ObservedState, error) {
+func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.Service, cfg ServiceConfig, desired DesiredState, pods []*v1.Pod) (*v1.Service, *ObservedState, error) {
 	logger := klog.FromContext(ctx)
 	if cfg.ExistingLoadBalancerID != "" {
 		// Several Services may share the user's CLB: one writer at a time.
@@ -275,12 +303,12 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 	}
 	observed, err := c.observe(ctx, key, svc, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Record the CLB on the Service before changing anything on it, so the
 	// CLB is found again (and cleaned up) whatever happens next.
 	if svc, err = c.setLoadBalancerAnnotation(ctx, svc, observed.LoadBalancer.ID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if desired.Bandwidth != nil && !observed.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
@@ -292,7 +320,7 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 	}
 	quota, matters, err := c.quotas.get(ctx, c, desired)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var quotaProblems []string
 	if matters {
@@ -306,7 +334,7 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 	plan := planChanges(svc.UID, desired, *observed)
 	switching, err := c.holdSwitch(ctx, key, svc, cfg.DirectAccess, observed, desired, &plan)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(plan.Conflicts) > 0 {
 		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonListenerConflict, actionSync,
@@ -322,7 +350,7 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 			if cloud.KindOf(err) == cloud.KindQuota {
 				c.quotas.invalidate()
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonSyncedCLB, actionSync,
 			"CLB %s: %d listeners created, %d backends registered, %d re-weighted, %d deregistered, %d listeners deleted",
@@ -334,10 +362,10 @@ func (c *Controller) syncLoadBalancer(ctx context.Context, key string, svc *v1.S
 		c.opts.BackendsChanged()
 	}
 	if switching {
-		return observed, &requeueAfter{after: switchPollInterval,
+		return svc, observed, &requeueAfter{after: switchPollInterval,
 			reason: "switching modes: the previous backends stay until the new ones are healthy"}
 	}
-	return observed, nil
+	return svc, observed, nil
 }
 
 // selectedPods lists the Pods the Service's selector matches. A Service
@@ -363,7 +391,8 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 	recordedID := svc.Annotations[AnnotationLoadBalancerID]
 	// A CLB shared with other Services (the user's) is read on every sync:
 	// their listeners change without this Service's cache knowing.
-	if cached != nil && !resync && cfg.ExistingLoadBalancerID == "" && (recordedID == "" || recordedID == cached.LoadBalancer.ID) {
+	if cached != nil && !resync && cfg.ExistingLoadBalancerID == "" && cached.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) &&
+		(recordedID == "" || recordedID == cached.LoadBalancer.ID) {
 		// A copy: apply changes it as writes succeed, while the readiness
 		// worker reads the cached one.
 		return cached.clone(), nil
@@ -376,6 +405,12 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 	} else {
 		var found bool
 		lb, found, err = c.findLoadBalancer(ctx, svc)
+		if err == nil && found && !lb.OwnedBy(c.opts.ClusterID, string(svc.UID)) {
+			// The recorded CLB is a user's the Service no longer names: it
+			// goes back to a CLB of its own, and releases the user's (its
+			// listeners there) once that one serves.
+			lb, found, err = c.findOwnLoadBalancer(ctx, svc)
+		}
 		if err == nil && !found {
 			lb, err = c.createLoadBalancer(ctx, svc, cfg)
 			if err != nil {
@@ -425,6 +460,11 @@ func (c *Controller) findLoadBalancer(ctx context.Context, svc *v1.Service) (clo
 		}
 		klog.FromContext(ctx).Info("The Service's CLB is gone; looking for another one of ours, or creating one", "loadBalancer", id)
 	}
+	return c.findOwnLoadBalancer(ctx, svc)
+}
+
+// findOwnLoadBalancer finds a CLB carrying the Service's ownership tags.
+func (c *Controller) findOwnLoadBalancer(ctx context.Context, svc *v1.Service) (cloud.LoadBalancer, bool, error) {
 	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{Tags: c.ownershipTags(svc)})
 	if err != nil {
 		return cloud.LoadBalancer{}, false, fmt.Errorf("looking up the CLB of Service %s/%s by tags: %w", svc.Namespace, svc.Name, err)
@@ -650,6 +690,11 @@ func (c *Controller) cleanup(ctx context.Context, key string, svc *v1.Service) e
 			return err
 		}
 	}
+	for _, id := range previousLoadBalancers(svc) {
+		if err := c.release(ctx, svc, id); err != nil {
+			return err
+		}
+	}
 	c.observed.forget(key)
 	c.reported.Delete(key)
 	if svc.DeletionTimestamp == nil {
@@ -771,7 +816,18 @@ func (c *Controller) setLoadBalancerAnnotation(ctx context.Context, svc *v1.Serv
 	if lbID == "" {
 		value = nil
 	}
-	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationLoadBalancerID: value}}}
+	annotations := map[string]any{AnnotationLoadBalancerID: value}
+	if lbID == "" {
+		annotations[AnnotationPreviousLoadBalancers] = nil
+	}
+	if current != "" && lbID != "" {
+		// Moving to another CLB: the one in use goes on the list of those
+		// to release, in the same patch, so it is never forgotten.
+		previous := slices.DeleteFunc(append(previousLoadBalancers(svc), current), func(id string) bool { return id == lbID })
+		slices.Sort(previous)
+		annotations[AnnotationPreviousLoadBalancers] = strings.Join(slices.Compact(previous), ",")
+	}
+	patch := map[string]any{"metadata": map[string]any{"annotations": annotations}}
 	return c.patchService(ctx, svc, patch, "")
 }
 
