@@ -410,7 +410,9 @@ func runWithLeaderElection(ctx context.Context, o options, client kubernetes.Int
 	var released atomic.Bool
 	release := func() { released.Store(true); endElection() }
 	var runErr error
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+	// Declared first: the callbacks refer to it.
+	var elector *leaderelection.LeaderElector
+	elector, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   o.leaseDuration,
 		RenewDeadline:   o.renewDeadline,
@@ -425,8 +427,13 @@ func runWithLeaderElection(ctx context.Context, o options, client kubernetes.Int
 				defer cancel()
 				stopOnSignal := context.AfterFunc(ctx, cancel)
 				defer stopOnSignal()
+				go exitWhenLeaseLapses(runCtx, elector, o, &released, identity)
 				runErr = run(runCtx)
-				release()
+				// Released on purpose only on a signal or a failure: a lost
+				// lease must reach OnStoppedLeading, which exits.
+				if ctx.Err() != nil || runErr != nil {
+					release()
+				}
 			},
 			OnStoppedLeading: func() {
 				if released.Load() {
@@ -454,6 +461,27 @@ func runWithLeaderElection(ctx context.Context, o options, client kubernetes.Int
 	defer stopWaiting()
 	elector.Run(electionCtx)
 	return runErr
+}
+
+// exitWhenLeaseLapses ends the process once our last successful renewal
+// is older than the renew deadline. client-go gives up renewing only after
+// that and then first tries to release the lease (up to another renew
+// deadline, e.g. while cut off from the API server), during which a
+// standby may already lead: the process must not write meanwhile.
+func exitWhenLeaseLapses(ctx context.Context, elector *leaderelection.LeaderElector, o options, released *atomic.Bool, identity string) {
+	ticker := time.NewTicker(o.retryPeriod)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if err := elector.Check(o.renewDeadline - o.leaseDuration); err != nil && !released.Load() {
+			klog.FromContext(ctx).Error(err, "The lease was not renewed in time; exiting so that only the new leader acts", "identity", identity)
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
+	}
 }
 
 // podNamespace is the namespace the controller runs in, when in a cluster.

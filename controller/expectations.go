@@ -111,3 +111,13 @@ func (c *Controller) asksForDirectAccess(svc *v1.Service) bool {
 	direct, err := strconv.ParseBool(strings.TrimSpace(svc.Annotations[AnnotationDirectAccess]))
 	return err == nil && direct
 }
+
+// HasSynced reports whether every cache Expect reads is synced.
+func (c *Controller) HasSynced() bool {
+	for _, synced := range c.cachesSynced {
+		if !synced() {
+			return false
+		}
+	}
+	return true
+}

@@ -64,6 +64,9 @@ type Expectation struct {
 // desired state it registers.
 type Source interface {
 	Expect(pod *v1.Pod) Expectation
+	// HasSynced reports whether the caches Expect reads are synced: before
+	// that, a Pod would look selected by no Service and pass its gate.
+	HasSynced() bool
 }
 
 // HealthKey identifies a backend's health report.

@@ -290,34 +290,34 @@ func TestConditionPatch(t *testing.T) {
 		{
 			name:    "first condition",
 			verdict: unhealthy,
-			want: `{"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
+			want: `{"metadata":{"uid":"uid-1"},"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
 				`"lastTransitionTime":"2026-01-01T00:05:00Z","reason":"LoadBalancerHealthCheckFailing","message":"Dead"}]}}`,
 		},
 		{
 			name:    "status unchanged keeps the transition time",
 			current: &v1.PodCondition{Type: GateConditionType, Status: v1.ConditionFalse, Reason: ReasonNotRegistered, Message: "x", LastTransitionTime: t0},
 			verdict: unhealthy,
-			want: `{"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
+			want: `{"metadata":{"uid":"uid-1"},"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
 				`"lastTransitionTime":"2026-01-01T00:00:00Z","reason":"LoadBalancerHealthCheckFailing","message":"Dead"}]}}`,
 		},
 		{
 			name:    "status unchanged without a transition time sets one",
 			current: &v1.PodCondition{Type: GateConditionType, Status: v1.ConditionFalse},
 			verdict: unhealthy,
-			want: `{"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
+			want: `{"metadata":{"uid":"uid-1"},"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"False","lastProbeTime":null,` +
 				`"lastTransitionTime":"2026-01-01T00:05:00Z","reason":"LoadBalancerHealthCheckFailing","message":"Dead"}]}}`,
 		},
 		{
 			name:    "status changed moves the transition time",
 			current: &v1.PodCondition{Type: GateConditionType, Status: v1.ConditionFalse, Reason: ReasonUnhealthy, Message: "Dead", LastTransitionTime: t0},
 			verdict: Verdict{Status: v1.ConditionTrue, Reason: ReasonReady, Message: "ok"},
-			want: `{"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"True","lastProbeTime":null,` +
+			want: `{"metadata":{"uid":"uid-1"},"status":{"conditions":[{"type":"cloud.tencent.com/load-balancer-backendgroup-ready","status":"True","lastProbeTime":null,` +
 				`"lastTransitionTime":"2026-01-01T00:05:00Z","reason":"LoadBalancerNetworkGroupReady","message":"ok"}]}}`,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := conditionPatch(tc.current, tc.verdict, t1)
+			got, err := conditionPatch("uid-1", tc.current, tc.verdict, t1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -367,7 +367,7 @@ func TestConditionPatchMergesByType(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			patch, err := conditionPatch(tc.current, ready, t1)
+			patch, err := conditionPatch(pod.UID, tc.current, ready, t1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -164,7 +164,7 @@ func (w *Worker) signal() {
 func (w *Worker) Run(ctx context.Context) {
 	defer utilruntime.HandleCrashWithContext(ctx)
 	logger := klog.FromContext(ctx)
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, w.podsSynced) {
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, w.podsSynced, w.source.HasSynced) {
 		return
 	}
 	logger.Info("Starting readiness gate worker", "pollInterval", w.opts.PollInterval, "timeout", w.opts.Timeout)
@@ -275,7 +275,7 @@ func (w *Worker) apply(ctx context.Context, pod *v1.Pod, verdict Verdict) error 
 	if current != nil && current.Status == verdict.Status && current.Reason == verdict.Reason && current.Message == verdict.Message {
 		return nil
 	}
-	patch, err := conditionPatch(current, verdict, metav1.NewTime(w.opts.Clock.Now()))
+	patch, err := conditionPatch(pod.UID, current, verdict, metav1.NewTime(w.opts.Clock.Now()))
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,11 @@ func (w *Worker) apply(ctx context.Context, pod *v1.Pod, verdict Verdict) error 
 // conditionPatch is a strategic-merge patch of the gate condition alone:
 // conditions merge by type, so the kubelet's conditions are left as they
 // are. The transition time moves only when the status does.
-func conditionPatch(current *v1.PodCondition, verdict Verdict, now metav1.Time) ([]byte, error) {
+//
+// The Pod's UID rides along as a precondition: the verdict was decided for
+// this Pod, and must not land on a successor created under the same name
+// while the health was being read.
+func conditionPatch(uid types.UID, current *v1.PodCondition, verdict Verdict, now metav1.Time) ([]byte, error) {
 	transition := now
 	if current != nil && current.Status == verdict.Status && !current.LastTransitionTime.IsZero() {
 		transition = current.LastTransitionTime
@@ -301,7 +305,10 @@ func conditionPatch(current *v1.PodCondition, verdict Verdict, now metav1.Time) 
 		Type: GateConditionType, Status: verdict.Status, Reason: verdict.Reason, Message: verdict.Message,
 		LastTransitionTime: transition,
 	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []v1.PodCondition{condition}}})
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": uid},
+		"status":   map[string]any{"conditions": []v1.PodCondition{condition}},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the readiness gate patch: %w", err)
 	}

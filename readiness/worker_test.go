@@ -38,6 +38,8 @@ type stubSource struct {
 	asked map[string]int
 }
 
+func (s *stubSource) HasSynced() bool { return true }
+
 func (s *stubSource) Expect(pod *v1.Pod) Expectation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
