@@ -4,7 +4,7 @@ BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit e2e fmt-check vet lint sandbox sandbox-down clean
+.PHONY: all build test unit fuzz-short e2e fmt-check vet lint sandbox sandbox-down clean
 
 all: build
 
@@ -12,10 +12,19 @@ build: ## Build the controller and the CLB emulator into ./bin.
 	$(GO) build -o $(BIN)/clb-direct .
 	@if [ -d cmd/clb-emulator ]; then $(GO) build -o $(BIN)/clb-emulator ./cmd/clb-emulator; fi
 
-test: vet fmt-check unit e2e ## Everything CI runs.
+test: vet fmt-check unit fuzz-short e2e ## Everything CI runs.
 
 unit: ## Unit tests (fake clientset, fake CLB), race detector on.
 	$(GO) test -race -count=1 ./...
+
+# go test fuzzes one target per invocation. The seed corpora (f.Add and
+# testdata/fuzz/) also run as plain tests in unit.
+fuzz-short: ## Every fuzz target for 5 s.
+	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceConfig$$' -fuzztime 5s ./controller/
+	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime 5s ./controller/
+	$(GO) test -run '^$$' -fuzz '^FuzzFromUnstructured$$' -fuzztime 5s ./tkeconfig/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 5s ./cloud/emulator/
+	$(GO) test -run '^$$' -fuzz '^FuzzInjector$$' -fuzztime 5s ./readiness/
 
 # -p 1: one package at a time, so -v output streams as the tests run
 # instead of arriving per package at the end, and the two packages' control

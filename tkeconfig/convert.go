@@ -3,6 +3,7 @@ package tkeconfig
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -98,13 +99,28 @@ func FromUnstructured(u *unstructured.Unstructured) (*TkeServiceConfig, error) {
 // rawPorts returns the l4Listeners' ports as written, by index. The
 // converter narrows an integer to int32 without checking that it fits, so a
 // port of 4294967376 would silently become 80; validate checks these instead.
+// A whole number may also come as a float64 (written 4294967376.0, or
+// decoded by a decoder that makes every number one), which the converter
+// narrows the same way.
 func rawPorts(u *unstructured.Unstructured) map[int]int64 {
 	listeners, _, _ := unstructured.NestedSlice(u.Object, "spec", "loadBalancer", "l4Listeners")
 	out := make(map[int]int64, len(listeners))
 	for i, l := range listeners {
 		if m, ok := l.(map[string]any); ok {
-			if p, ok := m["port"].(int64); ok {
+			switch p := m["port"].(type) {
+			case int64:
 				out[i] = p
+			case float64:
+				switch {
+				case p != math.Trunc(p):
+					// The converter refuses a fraction itself.
+				case p >= math.MaxInt64:
+					out[i] = math.MaxInt64
+				case p <= math.MinInt64:
+					out[i] = math.MinInt64
+				default:
+					out[i] = int64(p)
+				}
 			}
 		}
 	}

@@ -105,7 +105,9 @@ func describeLoadBalancers(ctx context.Context, _ *Server, c *fake.Cloud, req *c
 			limit = defaultDescribeLimit
 		}
 		total = len(all)
-		page = all[min(offset, total):min(offset+limit, total)]
+		// Not offset+limit, which overflows for an offset near MaxInt.
+		start := min(offset, total)
+		page = all[start : start+min(limit, total-start)]
 	} else {
 		page, total, err = c.ListLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: ids, Tags: tags}, offset, limit)
 		if err != nil {

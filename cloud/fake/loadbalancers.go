@@ -55,7 +55,9 @@ func (c *Cloud) ListLoadBalancers(ctx context.Context, query cloud.LoadBalancerQ
 			}
 		}
 		total = len(matched)
-		for _, lb := range matched[min(offset, total):min(offset+limit, total)] {
+		// Not offset+limit, which overflows for an offset near MaxInt.
+		start := min(offset, total)
+		for _, lb := range matched[start : start+min(limit, total-start)] {
 			page = append(page, lb.export())
 		}
 		return nil
