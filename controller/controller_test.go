@@ -18,6 +18,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/informers"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2/ktesting"
 	testingclock "k8s.io/utils/clock/testing"
@@ -98,51 +99,38 @@ func (f *fixture) refresh() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	svcStore := f.factory.Core().V1().Services().Informer().GetIndexer()
-	podStore := f.factory.Core().V1().Pods().Informer().GetIndexer()
-	replace := func(store interface {
-		Replace([]any, string) error
-	}, objs []any) {
-		if err := store.Replace(objs, ""); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	var s, p []any
-	for i := range svcs.Items {
-		s = append(s, &svcs.Items[i])
-	}
-	for i := range pods.Items {
-		p = append(p, &pods.Items[i])
-	}
-	replace(svcStore, s)
-	replace(podStore, p)
 	cms, err := f.client.CoreV1().ConfigMaps("").List(f.ctx, metav1.ListOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	var cm []any
-	for i := range cms.Items {
-		cm = append(cm, &cms.Items[i])
-	}
-	replace(f.factory.Core().V1().ConfigMaps().Informer().GetIndexer(), cm)
 	nodes, err := f.client.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	var n []any
-	for i := range nodes.Items {
-		n = append(n, &nodes.Items[i])
-	}
-	replace(f.factory.Core().V1().Nodes().Informer().GetIndexer(), n)
 	configs, err := f.dynamic.Resource(tkeconfig.GVR).Namespace("").List(f.ctx, metav1.ListOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	var c []any
-	for i := range configs.Items {
-		c = append(c, &configs.Items[i])
+	for store, objs := range map[cache.Indexer][]any{
+		f.factory.Core().V1().Services().Informer().GetIndexer():   pointers(svcs.Items),
+		f.factory.Core().V1().Pods().Informer().GetIndexer():       pointers(pods.Items),
+		f.factory.Core().V1().ConfigMaps().Informer().GetIndexer(): pointers(cms.Items),
+		f.factory.Core().V1().Nodes().Informer().GetIndexer():      pointers(nodes.Items),
+		f.configs.Informer().GetIndexer():                          pointers(configs.Items),
+	} {
+		if err := store.Replace(objs, ""); err != nil {
+			f.t.Fatal(err)
+		}
 	}
-	replace(f.configs.Informer().GetIndexer(), c)
+}
+
+// pointers turns a list's items into what an informer store holds.
+func pointers[T any](items []T) []any {
+	out := make([]any, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
 }
 
 // sync runs one sync of the test Service with fresh caches and clean logs.
