@@ -236,11 +236,15 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 			continue
 		}
 		verdict := evaluate(wp.exp, health)
+		// Read before the patch: its informer event may forget the Pod
+		// (track) before this round gets to observe the latency.
+		var since time.Time
 		if verdict.Status == v1.ConditionTrue && verdict.Reason == ReasonReady {
 			w.mu.Lock()
 			if _, ok := w.healthySince[wp.pod.UID]; !ok {
 				w.healthySince[wp.pod.UID] = healthRead
 			}
+			since = w.healthySince[wp.pod.UID]
 			w.mu.Unlock()
 		}
 		if err := w.apply(ctx, wp.pod, verdict); err != nil {
@@ -258,10 +262,10 @@ func (w *Worker) round(ctx context.Context, keys []string) {
 			w.mu.Lock()
 			delete(w.waiting, wp.key)
 			w.passed[wp.pod.UID] = true
-			if since, ok := w.healthySince[wp.pod.UID]; ok {
+			if !since.IsZero() {
 				w.opts.Metrics.observeGate(w.opts.Clock.Since(since))
-				delete(w.healthySince, wp.pod.UID)
 			}
+			delete(w.healthySince, wp.pod.UID)
 			w.countWaiting()
 			w.mu.Unlock()
 			logger.V(2).Info("Readiness gate passed", "pod", klog.KObj(wp.pod), "reason", verdict.Reason)

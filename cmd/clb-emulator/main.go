@@ -139,11 +139,11 @@ func run(args []string) error {
 	}
 	klog.InfoS("CLB emulator serving", "address", ln.Addr(), "region", cfg.Region, "healthCheck", cfg.HealthCheck,
 		"dataPlane", cfg.DataPlane, "taskDuration", cfg.TaskDuration, "rateLimit", cfg.RateLimit)
-	// Scripts and tests wait for this line.
-	fmt.Printf("clb-emulator listening on %s\n", ln.Addr())
-
+	// Signals are caught before the line scripts and tests wait for: one
+	// that stops the emulator right after it must find the handler.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	fmt.Printf("clb-emulator listening on %s\n", ln.Addr())
 	select {
 	case <-ctx.Done():
 		klog.InfoS("Shutting down")
