@@ -393,34 +393,32 @@ func unsupportedReason(gitVersion string) string {
 	return ""
 }
 
-// enqueueDirectAccessServices queues every direct-access Service: the
-// GlobalRouter switch concerns them all, and it changes rarely.
-func (c *Controller) enqueueDirectAccessServices() {
+// enqueueServicesWhere queues every Service that matches: for the rare
+// events that concern many Services at once (a Node, the GlobalRouter
+// opt-in).
+func (c *Controller) enqueueServicesWhere(match func(*v1.Service) bool) {
 	svcs, err := c.serviceLister.List(labels.Everything())
 	if err != nil {
 		utilruntime.HandleError(fmt.Errorf("listing Services: %w", err))
 		return
 	}
 	for _, svc := range svcs {
-		if c.wantsDirectAccess(svc) {
+		if match(svc) {
 			c.enqueueService(svc)
 		}
 	}
 }
 
+// enqueueDirectAccessServices queues the direct-access Services: the
+// GlobalRouter switch concerns them all.
+func (c *Controller) enqueueDirectAccessServices() { c.enqueueServicesWhere(c.wantsDirectAccess) }
+
 // enqueueClassicServices queues the Services in classic mode: every Node
 // change concerns all of their CLBs.
 func (c *Controller) enqueueClassicServices() {
-	svcs, err := c.serviceLister.List(labels.Everything())
-	if err != nil {
-		utilruntime.HandleError(fmt.Errorf("listing Services: %w", err))
-		return
-	}
-	for _, svc := range svcs {
-		if c.handlesClass(svc) && svc.Spec.Type == v1.ServiceTypeLoadBalancer && !c.wantsDirectAccess(svc) {
-			c.enqueueService(svc)
-		}
-	}
+	c.enqueueServicesWhere(func(svc *v1.Service) bool {
+		return c.handlesClass(svc) && svc.Spec.Type == v1.ServiceTypeLoadBalancer && !c.wantsDirectAccess(svc)
+	})
 }
 
 // nodeChangeMatters reports whether a Node update can change whether and

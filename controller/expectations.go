@@ -86,7 +86,7 @@ func describeHealthCheck(protocol cloud.Protocol, hc *cloud.HealthCheck) string 
 // Pods: a direct-access LoadBalancer of our class, not being deleted, with
 // valid annotations.
 func (c *Controller) wantsDirectAccess(svc *v1.Service) bool {
-	if !c.handlesClass(svc) || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
+	if !c.wantsLoadBalancer(svc) {
 		return false
 	}
 	cfg, err := parseServiceConfig(svc)
@@ -105,7 +105,7 @@ func (c *Controller) SelectedByDirectAccess(pod *v1.Pod) bool {
 // left as it is, so its new Pods are not registered, and opening their gates
 // would let a rollout delete the old Pods that still serve.
 func (c *Controller) asksForDirectAccess(svc *v1.Service) bool {
-	if !c.handlesClass(svc) || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
+	if !c.wantsLoadBalancer(svc) {
 		return false
 	}
 	direct, err := strconv.ParseBool(strings.TrimSpace(svc.Annotations[AnnotationDirectAccess]))

@@ -155,7 +155,7 @@ func (c *Controller) syncService(ctx context.Context, key string) (err error) {
 		return fmt.Errorf("getting Service %s from the cache: %w", key, err)
 	}
 
-	if !c.handlesClass(svc) || svc.Spec.Type != v1.ServiceTypeLoadBalancer || svc.DeletionTimestamp != nil {
+	if !c.wantsLoadBalancer(svc) {
 		return c.cleanupIfOurs(ctx, key, svc)
 	}
 	cfg, err := parseServiceConfig(svc)
@@ -198,6 +198,12 @@ func (c *Controller) handlesClass(svc *v1.Service) bool {
 		return c.opts.LoadBalancerClass == ""
 	}
 	return *svc.Spec.LoadBalancerClass == c.opts.LoadBalancerClass
+}
+
+// wantsLoadBalancer reports whether the Service is a LoadBalancer of our
+// class that is not being deleted: one whose CLB the controller keeps.
+func (c *Controller) wantsLoadBalancer(svc *v1.Service) bool {
+	return c.handlesClass(svc) && svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.DeletionTimestamp == nil
 }
 
 // ensure makes the Service's CLB match its Pods.
@@ -436,27 +442,37 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 // existingLoadBalancer looks up the user's CLB. Its absence is the user's
 // to fix (a typo, a deleted CLB): nothing is created in its place.
 func (c *Controller) existingLoadBalancer(ctx context.Context, id string) (cloud.LoadBalancer, error) {
-	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{id}})
-	if err != nil && !cloud.IsNotFound(err) {
-		return cloud.LoadBalancer{}, fmt.Errorf("looking up CLB %s: %w", id, err)
+	lb, found, err := c.lookupLoadBalancer(ctx, id)
+	if err != nil {
+		return cloud.LoadBalancer{}, err
 	}
-	if len(lbs) == 0 {
+	if !found {
 		return cloud.LoadBalancer{}, &cloud.Error{Action: "DescribeLoadBalancers", Code: cloud.CodeLBNotFound, Kind: cloud.KindTerminal,
 			Message: fmt.Sprintf("CLB %s named by annotation %s does not exist; nothing is created in its place", id, AnnotationExistingLoadBalancer)}
 	}
-	return lbs[0], nil
+	return lb, nil
+}
+
+// lookupLoadBalancer reads one CLB by ID; one that does not exist is not
+// an error (the API answers either an empty list or NotFound).
+func (c *Controller) lookupLoadBalancer(ctx context.Context, id string) (cloud.LoadBalancer, bool, error) {
+	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{id}})
+	if err != nil && !cloud.IsNotFound(err) {
+		return cloud.LoadBalancer{}, false, fmt.Errorf("looking up CLB %s: %w", id, err)
+	}
+	if len(lbs) == 0 {
+		return cloud.LoadBalancer{}, false, nil
+	}
+	return lbs[0], true, nil
 }
 
 // findLoadBalancer finds the Service's CLB by the ID it recorded, or else by
 // our ownership tags (a CLB created before its ID could be recorded).
 func (c *Controller) findLoadBalancer(ctx context.Context, svc *v1.Service) (cloud.LoadBalancer, bool, error) {
 	if id := svc.Annotations[AnnotationLoadBalancerID]; id != "" {
-		lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{id}})
-		if err != nil && !cloud.IsNotFound(err) {
-			return cloud.LoadBalancer{}, false, fmt.Errorf("looking up CLB %s: %w", id, err)
-		}
-		if len(lbs) > 0 {
-			return lbs[0], true, nil
+		lb, found, err := c.lookupLoadBalancer(ctx, id)
+		if err != nil || found {
+			return lb, found, err
 		}
 		klog.FromContext(ctx).Info("The Service's CLB is gone; looking for another one of ours, or creating one", "loadBalancer", id)
 	}
@@ -710,14 +726,11 @@ func (c *Controller) cleanup(ctx context.Context, key string, svc *v1.Service) e
 
 // release gives up a CLB the Service no longer uses, if it still exists.
 func (c *Controller) release(ctx context.Context, svc *v1.Service, lbID string) error {
-	lbs, err := c.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{IDs: []string{lbID}})
-	if err != nil && !cloud.IsNotFound(err) {
-		return fmt.Errorf("looking up the previous CLB %s: %w", lbID, err)
+	lb, found, err := c.lookupLoadBalancer(ctx, lbID)
+	if err != nil || !found {
+		return err
 	}
-	if len(lbs) == 0 {
-		return nil
-	}
-	return c.releaseLoadBalancer(ctx, svc, lbs[0])
+	return c.releaseLoadBalancer(ctx, svc, lb)
 }
 
 // releaseLoadBalancer deletes the CLB if its tags say we created it for the
