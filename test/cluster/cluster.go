@@ -69,6 +69,11 @@ type Options struct {
 	Binaries *Binaries
 	// Controllers for kube-controller-manager. Default: DefaultControllers.
 	Controllers []string
+	// AuditUsers, when set, turns on the API server's audit log for the
+	// requests of these users (e.g. system:serviceaccount:<ns>:<name>), at
+	// Metadata level, into AuditLogName in the log directory: which
+	// resources and verbs they used and what the authorizer decided.
+	AuditUsers []string
 	// Extra flags, appended after ours (a later flag wins).
 	APIServerFlags         []string
 	ControllerManagerFlags []string
@@ -90,6 +95,7 @@ type Cluster struct {
 	kcmPort    int
 	adminToken string
 	kubeconfig string
+	auditLog   string
 
 	mu       sync.Mutex
 	procs    []*process // in start order
@@ -154,7 +160,15 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.startEtcd(startCtx, bins.Etcd); err != nil {
 		return nil, err
 	}
-	if err := c.startAPIServer(startCtx, bins.KubeAPIServer, opts.APIServerFlags); err != nil {
+	apiServerFlags := opts.APIServerFlags
+	if len(opts.AuditUsers) > 0 {
+		audit, err := c.auditFlags(opts.AuditUsers)
+		if err != nil {
+			return nil, err
+		}
+		apiServerFlags = append(audit, apiServerFlags...)
+	}
+	if err := c.startAPIServer(startCtx, bins.KubeAPIServer, apiServerFlags); err != nil {
 		return nil, err
 	}
 	if err := c.startControllerManager(startCtx, bins.KubeControllerManager, opts.Controllers, opts.ControllerManagerFlags); err != nil {

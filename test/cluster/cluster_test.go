@@ -44,7 +44,7 @@ func TestControlPlane(t *testing.T) {
 	t.Logf("binaries ready in %s", time.Since(began).Round(time.Millisecond))
 
 	began = time.Now()
-	c := StartForTest(t, Options{Binaries: &bins})
+	c := StartForTest(t, Options{Binaries: &bins, AuditUsers: []string{"system:serviceaccount:e2e:nobody"}})
 	t.Logf("cluster.Start took %s", time.Since(began).Round(time.Millisecond))
 
 	cs, err := kubernetes.NewForConfig(c.AdminConfig())
@@ -336,6 +336,33 @@ func testRBAC(t *testing.T, c *Cluster, cs kubernetes.Interface, ns string) {
 	_, err = saClient.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("listing pods without permissions: %v, want Forbidden", err)
+	}
+
+	// The audit log has that ServiceAccount's requests, with the
+	// authorizer's decision, and nobody else's.
+	events, err := ReadAuditLog(c.AuditLogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawForbidden, sawAllowed bool
+	for _, ev := range events {
+		if ev.User.Username != "system:serviceaccount:"+ns+":nobody" {
+			t.Errorf("audit log has a request of %q, want only the audited user's", ev.User.Username)
+			continue
+		}
+		if ev.ObjectRef == nil || ev.ResponseStatus == nil {
+			continue
+		}
+		switch {
+		case ev.Verb == "list" && ev.ObjectRef.Resource == "pods" && ev.ObjectRef.Namespace == ns:
+			sawForbidden = ev.Annotations[AuditDecision] == "forbid" && ev.ResponseStatus.Code == http.StatusForbidden
+		case ev.Verb == "create" && ev.ObjectRef.Resource == "selfsubjectreviews":
+			sawAllowed = ev.Annotations[AuditDecision] == "allow" && ev.ResponseStatus.Code == http.StatusCreated
+		}
+	}
+	if !sawForbidden || !sawAllowed {
+		t.Errorf("audit log %s: forbidden list of pods logged %v, allowed create of selfsubjectreviews logged %v; want both (%d events)",
+			c.AuditLogPath(), sawForbidden, sawAllowed, len(events))
 	}
 
 	dir := t.TempDir()
