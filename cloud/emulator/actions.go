@@ -666,7 +666,7 @@ type batchStart func(ctx context.Context, lbID string, backends []cloud.Listener
 
 // runBatch validates and starts a batch; it returns the task ID and the
 // listeners that failed at once (FailListenerIdSet).
-func runBatch(ctx context.Context, lbIDParam *string, targets []*clb.BatchTarget, start batchStart) (string, []*string, error) {
+func runBatch(ctx context.Context, s *Server, action string, lbIDParam *string, targets []*clb.BatchTarget, start batchStart) (string, []*string, error) {
 	lbID, err := required(lbIDParam, "LoadBalancerId")
 	if err != nil {
 		return "", nil, err
@@ -675,7 +675,9 @@ func runBatch(ctx context.Context, lbIDParam *string, targets []*clb.BatchTarget
 	if err != nil {
 		return "", nil, err
 	}
+	rec := s.recordBatch(ctx, action, lbID, backends)
 	taskID, failed, err := start(ctx, lbID, backends)
+	s.finishBatch(rec, taskID, failed, err)
 	if err != nil {
 		return "", nil, err
 	}
@@ -685,8 +687,8 @@ func runBatch(ctx context.Context, lbIDParam *string, targets []*clb.BatchTarget
 	return taskID, strPtrs(failed), nil
 }
 
-func batchRegisterTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.BatchRegisterTargetsRequest) (*clb.BatchRegisterTargetsResponse, string, error) {
-	taskID, failed, err := runBatch(ctx, req.LoadBalancerId, req.Targets, c.StartRegisterBackends)
+func batchRegisterTargets(ctx context.Context, s *Server, c *fake.Cloud, req *clb.BatchRegisterTargetsRequest) (*clb.BatchRegisterTargetsResponse, string, error) {
+	taskID, failed, err := runBatch(ctx, s, "BatchRegisterTargets", req.LoadBalancerId, req.Targets, c.StartRegisterBackends)
 	if err != nil {
 		return nil, "", err
 	}
@@ -695,8 +697,8 @@ func batchRegisterTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *cl
 	return resp, taskID, nil
 }
 
-func batchDeregisterTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.BatchDeregisterTargetsRequest) (*clb.BatchDeregisterTargetsResponse, string, error) {
-	taskID, failed, err := runBatch(ctx, req.LoadBalancerId, req.Targets, c.StartDeregisterBackends)
+func batchDeregisterTargets(ctx context.Context, s *Server, c *fake.Cloud, req *clb.BatchDeregisterTargetsRequest) (*clb.BatchDeregisterTargetsResponse, string, error) {
+	taskID, failed, err := runBatch(ctx, s, "BatchDeregisterTargets", req.LoadBalancerId, req.Targets, c.StartDeregisterBackends)
 	if err != nil {
 		return nil, "", err
 	}
@@ -711,7 +713,7 @@ func batchDeregisterTargets(ctx context.Context, _ *Server, c *fake.Cloud, req *
 // fails (partial failure injection) fails the whole call with
 // FailedOperation, while the task still changes the other listeners:
 // setting a weight twice is harmless, so the caller just retries.
-func batchModifyTargetWeight(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.BatchModifyTargetWeightRequest) (*clb.BatchModifyTargetWeightResponse, string, error) {
+func batchModifyTargetWeight(ctx context.Context, s *Server, c *fake.Cloud, req *clb.BatchModifyTargetWeightRequest) (*clb.BatchModifyTargetWeightResponse, string, error) {
 	lbID, err := required(req.LoadBalancerId, "LoadBalancerId")
 	if err != nil {
 		return nil, "", err
@@ -759,7 +761,9 @@ func batchModifyTargetWeight(ctx context.Context, _ *Server, c *fake.Cloud, req 
 			}})
 		}
 	}
+	rec := s.recordBatch(ctx, "BatchModifyTargetWeight", lbID, backends)
 	taskID, failed, err := c.StartModifyBackendWeights(ctx, lbID, backends)
+	s.finishBatch(rec, taskID, failed, err)
 	if err != nil {
 		return nil, "", err
 	}
@@ -837,7 +841,7 @@ func describeTargetHealth(ctx context.Context, _ *Server, c *fake.Cloud, req *cl
 
 // --- tasks and quotas ---
 
-func describeTaskStatus(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.DescribeTaskStatusRequest) (*clb.DescribeTaskStatusResponse, string, error) {
+func describeTaskStatus(ctx context.Context, s *Server, c *fake.Cloud, req *clb.DescribeTaskStatusRequest) (*clb.DescribeTaskStatusResponse, string, error) {
 	taskID, err := required(req.TaskId, "TaskId")
 	if err != nil {
 		return nil, "", err
@@ -845,6 +849,9 @@ func describeTaskStatus(ctx context.Context, _ *Server, c *fake.Cloud, req *clb.
 	status, err := c.TaskStatus(ctx, taskID)
 	if err != nil {
 		return nil, "", err
+	}
+	if status == fake.TaskFailed {
+		s.wire.taskFailed(taskID)
 	}
 	resp := withBody(clb.NewDescribeTaskStatusResponse())
 	resp.Response.Status = ptr(int64(status))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"clb-direct/cloud"
@@ -24,7 +25,13 @@ import (
 //	DELETE /admin/calls      empties the call log
 //	POST   /admin/faults     applies a FaultSettings; returns all settings since the last clear
 //	GET    /admin/faults     the settings applied since the last clear
-//	DELETE /admin/faults     removes every fault
+//	DELETE /admin/faults     removes every fault (held and hung requests go on)
+//	GET    /admin/injected   how many faults of each kind were injected ({"error/InternalError": 3, ...})
+//	DELETE /admin/injected   zeroes those counts
+//	GET    /admin/held       the calls whose responses are held now ([]HeldCall)
+//	GET    /admin/batches    the batch calls on targets, with every target named ([]BatchRecord);
+//	                         ?since=<seq> returns those from that sequence number on
+//	DELETE /admin/batches    empties the batch log
 //	POST   /admin/health     sets one target's health (HealthSetting); with probing on, the
 //	                         prober takes over again from that verdict
 //	GET    /admin/instances  the known CVM instance addresses ({"ins-...": "10.0.0.1", ...})
@@ -52,6 +59,16 @@ type FaultSettings struct {
 	// call fails on its own (FailListenerIdSet); account-wide.
 	PartialFailureRate *float64  `json:"partialFailureRate,omitempty"`
 	FailNext           *FailNext `json:"failNext,omitempty"`
+
+	// Faults on the wire, in front of the account (see wire.go).
+	// ErrorMix fails calls of Action with codes drawn at random.
+	ErrorMix *ErrorMix `json:"errorMix,omitempty"`
+	// DropResponseRate is the probability that a call of Action is served
+	// but its connection is reset instead of answered.
+	DropResponseRate *float64  `json:"dropResponseRate,omitempty"`
+	HoldNext         *HoldNext `json:"holdNext,omitempty"`
+	// APIDown is account-wide.
+	APIDown *APIDown `json:"apiDown,omitempty"`
 }
 
 // FailNext makes the next Count calls of Action (default: the settings'
@@ -73,7 +90,7 @@ func (s *Server) ApplyFaults(f FaultSettings) error {
 		return nil
 	}
 	if err := errors.Join(rate("errorRate", f.ErrorRate), rate("taskFailureRate", f.TaskFailureRate),
-		rate("partialFailureRate", f.PartialFailureRate)); err != nil {
+		rate("partialFailureRate", f.PartialFailureRate), f.checkWire()); err != nil {
 		return err
 	}
 	if f.LatencyMs != nil && *f.LatencyMs < 0 {
@@ -116,6 +133,7 @@ func (s *Server) ApplyFaults(f FaultSettings) error {
 		}
 		s.cloud.FailNext(fnAction, fn.Count, cloud.NewError(fnAction, fnCode, msg, ""))
 	}
+	s.wire.apply(f, action)
 	s.mu.Lock()
 	s.faults = append(s.faults, f)
 	s.mu.Unlock()
@@ -125,6 +143,7 @@ func (s *Server) ApplyFaults(f FaultSettings) error {
 // ClearFaults removes every fault, the configured initial ones included.
 func (s *Server) ClearFaults() {
 	s.cloud.ClearFaults()
+	s.wire.clear()
 	s.mu.Lock()
 	s.faults = nil
 	s.mu.Unlock()
@@ -277,6 +296,32 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("DELETE /admin/faults", func(w http.ResponseWriter, _ *http.Request) {
 		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /admin/injected", func(w http.ResponseWriter, _ *http.Request) {
+		adminJSON(w, s.Injected())
+	})
+	mux.HandleFunc("DELETE /admin/injected", func(w http.ResponseWriter, _ *http.Request) {
+		s.ResetInjected()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /admin/held", func(w http.ResponseWriter, _ *http.Request) {
+		adminJSON(w, s.Held())
+	})
+	mux.HandleFunc("GET /admin/batches", func(w http.ResponseWriter, r *http.Request) {
+		since := 0
+		if v := r.URL.Query().Get("since"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				http.Error(w, fmt.Sprintf("since=%q: want a sequence number", v), http.StatusBadRequest)
+				return
+			}
+			since = n
+		}
+		adminJSON(w, s.Batches(since))
+	})
+	mux.HandleFunc("DELETE /admin/batches", func(w http.ResponseWriter, _ *http.Request) {
+		s.ResetBatches()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /admin/health", func(w http.ResponseWriter, r *http.Request) {

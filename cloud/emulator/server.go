@@ -157,6 +157,10 @@ type Server struct {
 	// faults are the fault settings posted since the last clear, for
 	// GET /admin/faults (the fake cannot report its own).
 	faults []FaultSettings
+	// wire are the faults injected in front of the account (wire.go).
+	wire *wireFaults
+	// batches logs the targets of every batch call (batches.go).
+	batches batchLog
 }
 
 // New builds the account and starts the health checker and data plane if
@@ -196,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:   cfg,
 		cloud: fake.New(opts...),
 		creds: map[string]string{cfg.SecretID: cfg.SecretKey},
+		wire:  newWireFaults(cfg.Seed),
 	}
 	for id, key := range cfg.ExtraCredentials {
 		s.creds[id] = key
@@ -334,10 +339,11 @@ func (s *Server) Close() error {
 // maxBodyBytes bounds a request body; the real API refuses more than 10 MB.
 const maxBodyBytes = 10 << 20
 
-// serveAPI serves one API call. Every outcome is HTTP 200 with the API's
+// handleAPI serves one API call. Every outcome is HTTP 200 with the API's
 // JSON envelope, as the real endpoint answers, including a panic in a
 // handler: the SDK reports any other status as a network-level error.
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+// serveAPI puts the wire faults around it.
+func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) (served servedCall) {
 	start := time.Now()
 	requestID := newRequestID()
 	action := r.Header.Get("X-TC-Action")
@@ -349,6 +355,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			writeError(w, cloud.NewError(action, code, "internal error", requestID))
 		}
 		klog.V(2).InfoS("CLB API call", "action", action, "client", client, "code", code, "duration", time.Since(start))
+		served = servedCall{HeldCall: HeldCall{Action: action, Client: client, RequestID: requestID}, err: code}
 	}()
 
 	resp, err := s.call(r, requestID, &client)
@@ -358,9 +365,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			err.RequestID = requestID
 		}
 		writeError(w, err)
-		return
+		return served
 	}
 	writeJSON(w, resp)
+	return served
 }
 
 // call authenticates and runs one API call; it returns the response, with
@@ -409,10 +417,13 @@ func (s *Server) call(r *http.Request, requestID string, client *string) (any, *
 	if !ok {
 		return nil, fail("InvalidAction", "action %s does not exist or is not implemented by the emulator", action)
 	}
+	if err := s.wire.injectError(action, requestID); err != nil {
+		return nil, err
+	}
 	if body = bytes.TrimSpace(body); len(body) == 0 {
 		body = []byte("{}")
 	}
-	resp, id, callErr := a.serve(r.Context(), s, s.cloud.WithClient(secretID), body)
+	resp, id, callErr := a.serve(withClient(r.Context(), secretID), s, s.cloud.WithClient(secretID), body)
 	if callErr != nil {
 		return nil, asAPIError(action, requestID, callErr)
 	}
