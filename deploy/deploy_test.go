@@ -425,34 +425,31 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	if cr.AggregationRule != nil {
 		t.Error("the ClusterRole aggregates other roles")
 	}
-	wantCluster := flatten([]rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"patch"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
-		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-		{APIGroups: []string{"cloud.tencent.com"}, Resources: []string{"tkeserviceconfigs"}, Verbs: []string{"list", "watch", "create", "update"}},
-	})
-	if got := flatten(cr.Rules); !reflect.DeepEqual(got, wantCluster) {
-		t.Errorf("ClusterRole %s grants\n  %v\nwant exactly\n  %v", name, got, wantCluster)
+	// Exactly the verbs of apiUses (rbac_code_test.go): cluster-wide ones
+	// in the ClusterRole, the others in a Role of their namespace.
+	check := func(what string, rules []rbacv1.PolicyRule, ns string) {
+		t.Helper()
+		got, want := flatten(rules), tableRules(ns)
+		if reflect.DeepEqual(got, want) {
+			return
+		}
+		extra, missing := ruleDiff(got, want)
+		for _, r := range extra {
+			t.Errorf("%s grants %s, which no code path in apiUses needs: remove it", what, r)
+		}
+		for _, r := range missing {
+			t.Errorf("%s does not grant %s, which apiUses says the code needs", what, r)
+		}
 	}
-
+	check("ClusterRole "+cr.Name, cr.Rules, "")
 	role := find[*rbacv1.Role](t, ms, namespace, "clb-direct-leader-election")
-	wantRole := flatten([]rbacv1.PolicyRule{
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{name}, Verbs: []string{"get", "update"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-	})
-	if got := flatten(role.Rules); !reflect.DeepEqual(got, wantRole) {
-		t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", role.Name, got, wantRole)
-	}
-
-	configRole := find[*rbacv1.Role](t, ms, "kube-system", "clb-direct-service-controller-config")
-	wantConfigRole := flatten([]rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"tke-service-controller-config"}, Verbs: []string{"list", "watch"}},
-	})
-	if got := flatten(configRole.Rules); !reflect.DeepEqual(got, wantConfigRole) {
-		t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", configRole.Name, got, wantConfigRole)
+	check("Role "+namespace+"/"+role.Name, role.Rules, namespace)
+	configRole := find[*rbacv1.Role](t, ms, kubeSystem, "clb-direct-service-controller-config")
+	check("Role "+kubeSystem+"/"+configRole.Name, configRole.Rules, kubeSystem)
+	for _, u := range apiUses {
+		if u.namespace != "" && u.namespace != namespace && u.namespace != kubeSystem {
+			t.Errorf("apiUses: %s in namespace %s, which has no Role in deploy/", u.resource, u.namespace)
+		}
 	}
 
 	sa := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}
@@ -463,6 +460,10 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	rb := find[*rbacv1.RoleBinding](t, ms, namespace, role.Name)
 	if rb.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}) || !slices.Equal(rb.Subjects, []rbacv1.Subject{sa}) {
 		t.Errorf("RoleBinding %s: roleRef %+v subjects %+v, want Role %s to %+v only", rb.Name, rb.RoleRef, rb.Subjects, role.Name, sa)
+	}
+	crb2 := find[*rbacv1.RoleBinding](t, ms, kubeSystem, configRole.Name)
+	if crb2.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: configRole.Name}) || !slices.Equal(crb2.Subjects, []rbacv1.Subject{sa}) {
+		t.Errorf("RoleBinding %s/%s: roleRef %+v subjects %+v, want Role %s to %+v only", kubeSystem, crb2.Name, crb2.RoleRef, crb2.Subjects, configRole.Name, sa)
 	}
 }
 
