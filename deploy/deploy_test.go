@@ -215,7 +215,8 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 }
 
 func TestDeploymentSecurityContext(t *testing.T) {
-	d := find[*appsv1.Deployment](t, decodeAll(t), namespace, name)
+	ms := decodeAll(t)
+	d := find[*appsv1.Deployment](t, ms, namespace, name)
 	pod := d.Spec.Template.Spec
 	if pod.SecurityContext == nil {
 		t.Fatal("the Pod has no securityContext")
@@ -233,12 +234,16 @@ func TestDeploymentSecurityContext(t *testing.T) {
 		// Effective values: the container's setting wins over the Pod's.
 		runAsNonRoot := first(sc.RunAsNonRoot, psc.RunAsNonRoot)
 		runAsUser := first(sc.RunAsUser, psc.RunAsUser)
+		runAsGroup := first(sc.RunAsGroup, psc.RunAsGroup)
 		seccomp := first(sc.SeccompProfile, psc.SeccompProfile)
 		if runAsNonRoot == nil || !*runAsNonRoot {
 			t.Errorf("container %s: runAsNonRoot is not true", c.Name)
 		}
 		if runAsUser == nil || *runAsUser != 65532 {
 			t.Errorf("container %s: runAsUser is %v, want 65532", c.Name, deref(runAsUser))
+		}
+		if runAsGroup == nil || *runAsGroup == 0 {
+			t.Errorf("container %s: runAsGroup is %v, want a numeric non-root group", c.Name, deref(runAsGroup))
 		}
 		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			t.Errorf("container %s: seccompProfile is %+v, want RuntimeDefault", c.Name, seccomp)
@@ -255,9 +260,33 @@ func TestDeploymentSecurityContext(t *testing.T) {
 		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
 			t.Errorf("container %s: capabilities are %+v, want drop [ALL] and no add", c.Name, sc.Capabilities)
 		}
+		if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
+			t.Errorf("container %s: procMount %s", c.Name, *sc.ProcMount)
+		}
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				t.Errorf("container %s: port %s binds host port %d", c.Name, p.Name, p.HostPort)
+			}
+		}
 	}
 	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
 		t.Error("the Pod shares a host namespace")
+	}
+	// Only Secrets and a scratch emptyDir: nothing of the node.
+	for _, v := range pod.Volumes {
+		if v.Secret == nil && v.EmptyDir == nil {
+			t.Errorf("volume %s: want a Secret or an emptyDir, got %+v", v.Name, v.VolumeSource)
+		}
+	}
+	// The service-account token: mounted because the controller needs it
+	// (in-cluster config), and only into this Pod: the ServiceAccount does
+	// not automount it into others.
+	if pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
+		t.Errorf("automountServiceAccountToken is %v on the Pod, want true: the controller authenticates with it", deref(pod.AutomountServiceAccountToken))
+	}
+	sa := find[*corev1.ServiceAccount](t, ms, namespace, pod.ServiceAccountName)
+	if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Errorf("ServiceAccount %s: automountServiceAccountToken is %v, want false (only Pods that ask get the token)", sa.Name, deref(sa.AutomountServiceAccountToken))
 	}
 }
 
