@@ -20,7 +20,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -152,7 +151,7 @@ func run(ctx context.Context, o options) error {
 
 	// Only Services resync: each resync re-reads that Service's CLB to
 	// repair drift. Pods need none; their events say all there is.
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields),
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(controller.TrimForCache),
 		informers.WithCustomResyncConfig(map[metav1.Object]time.Duration{&corev1.Service{}: o.resyncPeriod}))
 	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
 	defer broadcaster.Shutdown()
@@ -166,7 +165,7 @@ func run(ctx context.Context, o options) error {
 	}
 	// Only the one ConfigMap that holds the GlobalRouter opt-in is watched.
 	serviceControllerConfig := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithNamespace(controller.ServiceControllerConfigNamespace),
+		informers.WithNamespace(controller.ServiceControllerConfigNamespace), informers.WithTransform(controller.TrimForCache),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", controller.ServiceControllerConfigName).String()
 		}))
@@ -341,15 +340,6 @@ func newCloud(o options) (cloud.Interface, error) {
 		return c, nil
 	}
 	return nil, fmt.Errorf("--cloud=%q: want tencent or fake", o.cloudProvider)
-}
-
-// dropManagedFields keeps the informer caches lean: the controller never
-// reads managed fields, and on Pods they are a large share of the bytes.
-func dropManagedFields(obj any) (any, error) {
-	if accessor, err := meta.Accessor(obj); err == nil {
-		accessor.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // serveProbes serves /healthz (the process is alive and, when leading,

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	start := time.Now()
-	e, err = env.Start(ctx, env.Options{Dir: dir, Log: os.Stderr, EmulatorArgs: []string{"-v", "2"}})
+	e, err = env.Start(ctx, env.Options{Dir: dir, Log: os.Stderr, EmulatorArgs: []string{"-v", "2"}, AuditController: true})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the environment:", err)
@@ -37,6 +37,11 @@ func TestMain(m *testing.M) {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: environment up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), dir)
 	code := m.Run()
+	// Last, once every test's controller has stopped: what the controller
+	// did with the API server against what deploy/ grants it.
+	if !rbacCheck(os.Stdout, code == 0) {
+		code = 1
+	}
 	e.Stop()
 	if code == 0 && os.Getenv("CLB_DIRECT_E2E_KEEP") == "" {
 		os.RemoveAll(dir)

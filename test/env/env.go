@@ -53,6 +53,9 @@ const (
 	Region                   = "ap-guangzhou"
 )
 
+// ControllerUser is the user name the API server knows the controller by.
+const ControllerUser = "system:serviceaccount:" + ControllerNamespace + ":" + ControllerServiceAccount
+
 // Binaries are the project's own programs, built from this checkout.
 type Binaries struct {
 	Controller, Emulator string
@@ -81,6 +84,9 @@ type Options struct {
 	Nodes int
 	// EmulatorArgs are appended to the emulator's defaults.
 	EmulatorArgs []string
+	// AuditController writes every request of ControllerUser to the API
+	// server's audit log (Env.Cluster.AuditLogPath()), at Metadata level.
+	AuditController bool
 }
 
 // Env is a running installation, less the controller (StartController).
@@ -123,7 +129,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	fmt.Fprintln(opts.Log, "Starting etcd, kube-apiserver and kube-controller-manager...")
 	// The cluster lives until Stop; ctx only bounds the start.
-	if e.Cluster, err = cluster.Start(context.WithoutCancel(ctx), cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}); err != nil {
+	clusterOpts := cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}
+	if opts.AuditController {
+		clusterOpts.AuditUsers = []string{ControllerUser}
+	}
+	if e.Cluster, err = cluster.Start(context.WithoutCancel(ctx), clusterOpts); err != nil {
 		return nil, err
 	}
 	if e.Admin, err = kubernetes.NewForConfig(e.Cluster.AdminConfig()); err != nil {
