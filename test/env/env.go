@@ -87,6 +87,8 @@ type Options struct {
 	// AuditController writes every request of ControllerUser to the API
 	// server's audit log (Env.Cluster.AuditLogPath()), at Metadata level.
 	AuditController bool
+	// APIServerFlags are appended to the API server's flags.
+	APIServerFlags []string
 }
 
 // Env is a running installation, less the controller (StartController).
@@ -129,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	fmt.Fprintln(opts.Log, "Starting etcd, kube-apiserver and kube-controller-manager...")
 	// The cluster lives until Stop; ctx only bounds the start.
-	clusterOpts := cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log}
+	clusterOpts := cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log, APIServerFlags: opts.APIServerFlags}
 	if opts.AuditController {
 		clusterOpts.AuditUsers = []string{ControllerUser}
 	}
