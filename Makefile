@@ -4,7 +4,7 @@ BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit fuzz-short e2e fmt-check vet lint sandbox sandbox-down clean
+.PHONY: all build test unit fuzz-short e2e chaos chaos-short fmt-check vet lint sandbox sandbox-down clean
 
 all: build
 
@@ -12,7 +12,7 @@ build: ## Build the controller and the CLB emulator into ./bin.
 	$(GO) build -o $(BIN)/clb-direct .
 	@if [ -d cmd/clb-emulator ]; then $(GO) build -o $(BIN)/clb-emulator ./cmd/clb-emulator; fi
 
-test: vet fmt-check unit fuzz-short e2e ## Everything CI runs.
+test: vet fmt-check unit fuzz-short e2e chaos-short ## Everything CI runs.
 
 unit: ## Unit tests (fake clientset, fake CLB), race detector on.
 	$(GO) test -race -count=1 ./...
@@ -31,6 +31,23 @@ fuzz-short: ## Every fuzz target for 5 s.
 # planes do not compete for the CPUs (leader-election timings are tight).
 e2e: ## End-to-end tests: real control plane, CLB emulator, controller binary (first run builds Kubernetes).
 	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/cluster/ ./test/podsim/
+
+# The fault-injection suite (test/chaos): faults of every kind while
+# Services and Pods churn under traffic, then exact convergence, no leak,
+# nothing foreign touched, no backend lost to an error. Each run starts its
+# own control plane; CHAOS_RUNS runs it that many times in a row, stopping
+# at the first failure; CHAOS_SEED replays a run's schedule.
+CHAOS_RUNS ?= 1
+CHAOS_SEED ?= 0
+chaos: ## Fault-injection suite: 5 minutes of faults (CHAOS_RUNS=3 for three runs in a row).
+	@for i in $$(seq $(CHAOS_RUNS)); do \
+		echo "chaos run $$i of $(CHAOS_RUNS)"; \
+		CLB_DIRECT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./test/chaos/ -run '^TestChaos$$' \
+			-args -chaos.duration=5m -chaos.seed=$(CHAOS_SEED) || exit 1; \
+	done
+
+chaos-short: ## Fault-injection suite, short: 80 s of faults, about 2 minutes in all.
+	CLB_DIRECT_E2E=1 $(GO) test -count=1 -timeout 10m -v ./test/chaos/ -run '^TestChaos$$' -args -chaos.duration=80s -chaos.seed=$(CHAOS_SEED)
 
 sandbox: ## Start the sandbox (control plane, CLB emulator, clb-direct, examples) in the background.
 	$(GO) run ./hack/sandbox up
