@@ -32,6 +32,9 @@ type fixture struct {
 	ctx  context.Context
 	ns   string
 	ctrl *env.Controller
+	// em is the emulator the test's controller uses: the environment's,
+	// or ControllerOptions.Emulator.
+	em *env.Emulator
 }
 
 var namespaceSeq atomic.Int32
@@ -57,6 +60,10 @@ func newFixture(t *testing.T, opts env.ControllerOptions) *fixture {
 	}
 	if opts.Name == "" {
 		opts.Name = f.ns
+	}
+	f.em = e.Emulator
+	if opts.Emulator != nil {
+		f.em = opts.Emulator
 	}
 	f.ctrl = f.startController(opts)
 	t.Cleanup(f.cleanup)
@@ -247,7 +254,7 @@ func podCondition(p *corev1.Pod, conditionType corev1.PodConditionType) bool {
 
 func (f *fixture) loadBalancer(id string) (fake.LoadBalancerState, bool) {
 	f.t.Helper()
-	state, err := e.Emulator.State(f.ctx)
+	state, err := f.em.State(f.ctx)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -297,6 +298,9 @@ type Controller struct {
 	HealthAddr string
 	// MetricsAddr serves /metrics.
 	MetricsAddr string
+	// credentialsDir is the Secret volume stand-in of
+	// ControllerOptions.CredentialsFile.
+	credentialsDir string
 }
 
 // ControllerOptions choose how a controller runs.
@@ -312,6 +316,18 @@ type ControllerOptions struct {
 	NoWebhook bool
 	// Args are appended to the defaults (a later flag wins).
 	Args []string
+	// Emulator is the CLB API it uses; nil: the environment's.
+	Emulator *Emulator
+	// SecretID and SecretKey sign its CLB API calls, SessionToken goes
+	// with them if set; empty: the emulator's own credentials. Start the
+	// emulator with --extra-credential id:key to accept another pair.
+	SecretID, SecretKey, SessionToken string
+	// CredentialsFile passes the credentials as deploy/ does: a directory
+	// laid out as the kubelet mounts the Secret clb-direct-credentials,
+	// named by --cloud-credentials-file and re-read by the controller
+	// (Controller.RotateCredentials changes them). False: the
+	// TENCENTCLOUD_* environment variables.
+	CredentialsFile bool
 }
 
 // StartController starts clb-direct against the cluster and the emulator,
@@ -334,9 +350,13 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	em := opts.Emulator
+	if em == nil {
+		em = e.Emulator
+	}
 	args := []string{
-		"--cluster-id", ClusterID, "--region", e.Emulator.Region,
-		"--cloud", "tencent", "--cloud-endpoint", e.Emulator.Addr, "--cloud-endpoint-scheme", "http",
+		"--cluster-id", ClusterID, "--region", em.Region,
+		"--cloud", "tencent", "--cloud-endpoint", em.Addr, "--cloud-endpoint-scheme", "http",
 		"--leader-elect-resource-namespace", ControllerNamespace,
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms",
 		"--health-probe-bind-address", healthAddr, "--metrics-bind-address", metricsAddr, "--resync-period", "30s", "-v", "4",
@@ -353,7 +373,24 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 		}
 		args = append(args, "--webhook-bind-address", webhookAddr, "--webhook-cert-file", certFile, "--webhook-key-file", keyFile)
 	}
-	env := []string{"TENCENTCLOUD_SECRET_ID=" + e.Emulator.SecretID, "TENCENTCLOUD_SECRET_KEY=" + e.Emulator.SecretKey}
+	secretID, secretKey := opts.SecretID, opts.SecretKey
+	if secretID == "" && secretKey == "" {
+		secretID, secretKey = em.SecretID, em.SecretKey
+	}
+	var env []string
+	var credentialsDir string
+	if opts.CredentialsFile {
+		credentialsDir = filepath.Join(dir, "credentials")
+		if err := writeSecretVolume(credentialsDir, credentialFiles(secretID, secretKey, opts.SessionToken)); err != nil {
+			return nil, err
+		}
+		args = append(args, "--cloud-credentials-file", credentialsDir)
+	} else {
+		env = []string{"TENCENTCLOUD_SECRET_ID=" + secretID, "TENCENTCLOUD_SECRET_KEY=" + secretKey}
+		if opts.SessionToken != "" {
+			env = append(env, "TENCENTCLOUD_SESSION_TOKEN="+opts.SessionToken)
+		}
+	}
 	bin := e.Bins.Controller
 	if opts.InCluster {
 		saDir := filepath.Join(dir, "serviceaccount")
@@ -378,7 +415,7 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{Process: p, HealthAddr: healthAddr, MetricsAddr: metricsAddr}
+	c := &Controller{Process: p, HealthAddr: healthAddr, MetricsAddr: metricsAddr, credentialsDir: credentialsDir}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + healthAddr + "/readyz")
@@ -404,6 +441,78 @@ func (e *Env) StartController(ctx context.Context, opts ControllerOptions) (*Con
 			return nil, fmt.Errorf("controller %s not ready in 30s; log ends with:\n%s", opts.Name, Tail(p.LogPath, 30))
 		}
 	}
+}
+
+// RotateCredentials replaces the credentials of a controller started with
+// ControllerOptions.CredentialsFile, at once for all files, as the kubelet
+// updates a Secret volume; the controller picks them up on its next re-read.
+func (c *Controller) RotateCredentials(secretID, secretKey, sessionToken string) error {
+	if c.credentialsDir == "" {
+		return errors.New("the controller reads its credentials from the environment: start it with CredentialsFile")
+	}
+	return writeSecretVolume(c.credentialsDir, credentialFiles(secretID, secretKey, sessionToken))
+}
+
+func credentialFiles(secretID, secretKey, sessionToken string) map[string]string {
+	files := map[string]string{"TENCENTCLOUD_SECRET_ID": secretID, "TENCENTCLOUD_SECRET_KEY": secretKey}
+	if sessionToken != "" {
+		files["TENCENTCLOUD_SESSION_TOKEN"] = sessionToken
+	}
+	return files
+}
+
+// writeSecretVolume lays files out in dir as the kubelet does for a Secret
+// volume: they live in a timestamped directory that the symlink ..data
+// points to, switched atomically by a rename, and each key is a symlink
+// through ..data. A reader never sees half of an update.
+func writeSecretVolume(dir string, files map[string]string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	version, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05."))
+	if err != nil {
+		return err
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(version, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(dir, "..data_tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(version), tmp); err != nil {
+		return err
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		name := ent.Name()
+		if strings.HasPrefix(name, "..") {
+			continue
+		}
+		if _, ok := files[name]; !ok {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+	}
+	for name := range files {
+		link := filepath.Join(dir, name)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
+			return err
+		}
+	}
+	if old != "" && old != filepath.Base(version) {
+		return os.RemoveAll(filepath.Join(dir, old))
+	}
+	return nil
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates as
