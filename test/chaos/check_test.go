@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,12 +35,14 @@ func serviceOfListener(name string) types.UID {
 // checkDeregistrations holds every target the controller asked the CLB to
 // deregister (or to weigh less than the default) against what the test
 // did: it must have started, before the call reached the emulator, a
-// change that could take that Pod out of that Service's backends (the
-// Pod deleted, made unready, relabelled; the Service's ports changed or
-// the Service deleted). The test notes the instant before it calls the API
-// server, and the controller cannot learn of a change before the API
-// server has made it, so a deregistration of a Pod that no change
-// concerned, or that came before the change, was caused by something
+// change that could take that target out of that Service's backends (the
+// Pod deleted, made unready, relabelled; the Service's target port moved
+// away from the target's port, its port 81 removed for a target on
+// listener 81, the Service deleted). The test notes the instant before it
+// calls the API server, and the controller cannot learn of a change before
+// the API server has made it; and every such change is for good, so a
+// target is out of the backends from the first such change on and never
+// back. A deregistration that no change preceded was caused by something
 // else: an error. Stable Services' Pods never change, so any
 // deregistration of one fails. It returns how many targets it checked
 // and what is wrong.
@@ -75,16 +78,32 @@ func (w *world) checkDeregistrations(records []emulator.BatchRecord, controllerI
 				problems = append(problems, what+": no Pod ever had that IP")
 				continue
 			}
+			listenerPort := listenerPortOf(t.ListenerName)
 			var causes []time.Time
 			causes = append(causes, w.podUndesired[podUID]...)
-			causes = append(causes, w.svcUndesired[uid]...)
+			for _, ch := range w.svcUndesired[uid] {
+				if (ch.ListenerPort == 0 || ch.ListenerPort == listenerPort) && (ch.TargetPort == 0 || ch.TargetPort == t.Port) {
+					causes = append(causes, ch.At)
+				}
+			}
 			if !slices.ContainsFunc(causes, func(c time.Time) bool { return !c.After(rec.Time) }) {
-				problems = append(problems, fmt.Sprintf("%s: Pod %s of Service %s was never changed before (changes at %s)",
+				problems = append(problems, fmt.Sprintf("%s: nothing took Pod %s out of Service %s on that port before (changes that could: %s)",
 					what, w.podName[t.IP], svc.name, instants(causes)))
 			}
 		}
 	}
 	return checked, problems
+}
+
+// listenerPortOf reads the port out of a listener name the controller gave
+// (clbdirect_<UID>_<PROTOCOL>_<port>); 0 for any other.
+func listenerPortOf(name string) int32 {
+	i := strings.LastIndex(name, "_")
+	port, err := strconv.ParseInt(name[i+1:], 10, 32)
+	if i < 0 || err != nil {
+		return 0
+	}
+	return int32(port)
 }
 
 func instants(ts []time.Time) string {

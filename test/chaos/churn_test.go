@@ -17,9 +17,10 @@ import (
 )
 
 // churner changes the churned Services and their Pods at random: Pods
-// created, deleted, made unready and ready again, relabelled out of their
-// Service; Services' target ports flipped, a second port added and
-// removed, Services deleted and created again.
+// created, deleted, made unready, relabelled out of their Service;
+// Services' target ports moved, a second port added and removed, Services
+// deleted and created again. Every change that takes targets out of a
+// Service's backends does so for good (see world.podUndesired).
 type churner struct {
 	w    *world
 	rng  *rand.Rand
@@ -108,26 +109,26 @@ func (c *churner) step(ctx context.Context) (string, error) {
 		return "create Pod", w.createPod(i)
 	case r < 38 && len(pods) > 1:
 		p := pick()
-		return "delete Pod", w.mayUndesire(p.UID, "", func() error {
+		return "delete Pod", w.podChange(p.UID, func() error {
 			return podsAPI.Delete(ctx, p.Name, metav1.DeleteOptions{})
 		})
-	case r < 50 && len(pods) > 0:
+	case r < 48 && len(pods) > 1:
+		// For good: a Pod made unready stays so until deleted.
 		p := pick()
 		c.mu.Lock()
-		wasUnready := c.unready[p.Name]
-		c.unready[p.Name] = !wasUnready
+		already := c.unready[p.Name]
+		c.unready[p.Name] = true
 		c.mu.Unlock()
-		if wasUnready {
-			e.Sim.SetReady(namespace, p.Name, true)
-			return "make Pod ready again", nil
+		if already {
+			return "", nil
 		}
-		return "make Pod unready", w.mayUndesire(p.UID, "", func() error {
+		return "make Pod unready", w.podChange(p.UID, func() error {
 			e.Sim.SetReady(namespace, p.Name, false)
 			return nil
 		})
-	case r < 58 && len(pods) > 1:
+	case r < 56 && len(pods) > 1:
 		p := pick()
-		return "relabel Pod out of its Service", w.mayUndesire(p.UID, "", func() error {
+		return "relabel Pod out of its Service", w.podChange(p.UID, func() error {
 			patch := fmt.Sprintf(`{"metadata":{"labels":{"app":%q}}}`, churnName(i)+"-out")
 			_, err := podsAPI.Patch(ctx, p.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			return err
@@ -139,48 +140,54 @@ func (c *churner) step(ctx context.Context) (string, error) {
 		}
 		return "delete relabelled Pod", podsAPI.Delete(ctx, out[0].Name, metav1.DeleteOptions{})
 	case r < 76:
+		// The target port of port 80 moves on through the Pods' ports,
+		// never back: 8080 (named http), 8081 (alt), 8082, 8083.
 		svc, err := services.Get(ctx, churnName(i), metav1.GetOptions{})
 		if err != nil || svc.DeletionTimestamp != nil {
 			return "", nil
 		}
-		return "flip target port", w.mayUndesire("", svc.UID, func() error {
-			for j := range svc.Spec.Ports {
-				if svc.Spec.Ports[j].Port != 80 {
-					continue
-				}
-				if svc.Spec.Ports[j].TargetPort.StrVal == "http" {
-					svc.Spec.Ports[j].TargetPort = intstr.FromString("alt")
-				} else {
-					svc.Spec.Ports[j].TargetPort = intstr.FromString("http")
-				}
-			}
+		current, next := targetPortSequence(svc.Spec.Ports[0].TargetPort)
+		if next == nil {
+			return "", nil
+		}
+		return "move target port", w.serviceChange(svc.UID, 80, current, func() error {
+			svc.Spec.Ports[0].TargetPort = *next
 			_, err := services.Update(ctx, svc, metav1.UpdateOptions{})
 			return err
 		})
 	case r < 86:
+		// Port 81 comes once and goes once in a Service's life.
 		svc, err := services.Get(ctx, churnName(i), metav1.GetOptions{})
 		if err != nil || svc.DeletionTimestamp != nil {
 			return "", nil
 		}
-		what := "add port 81"
 		if len(svc.Spec.Ports) > 1 {
-			what = "remove port 81"
-		}
-		return what, w.mayUndesire("", svc.UID, func() error {
-			if len(svc.Spec.Ports) > 1 {
+			return "remove port 81", w.serviceChange(svc.UID, 81, 0, func() error {
 				svc.Spec.Ports = svc.Spec.Ports[:1]
-			} else {
-				svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "extra", Port: 81, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")})
-			}
-			_, err := services.Update(ctx, svc, metav1.UpdateOptions{})
-			return err
-		})
+				_, err := services.Update(ctx, svc, metav1.UpdateOptions{})
+				return err
+			})
+		}
+		w.mu.Lock()
+		had := w.port81[svc.UID]
+		w.mu.Unlock()
+		if had {
+			return "", nil
+		}
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "extra", Port: 81, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")})
+		if _, err := services.Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			return "add port 81", err
+		}
+		w.mu.Lock()
+		w.port81[svc.UID] = true
+		w.mu.Unlock()
+		return "add port 81", nil
 	case r < 92:
 		svc, err := services.Get(ctx, churnName(i), metav1.GetOptions{})
 		if err != nil || svc.DeletionTimestamp != nil {
 			return "", nil
 		}
-		err = w.mayUndesire("", svc.UID, func() error {
+		err = w.serviceChange(svc.UID, 0, 0, func() error {
 			return services.Delete(ctx, svc.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &svc.UID}})
 		})
 		if err == nil {
@@ -195,4 +202,21 @@ func (c *churner) step(ctx context.Context) (string, error) {
 		}
 		return "create Service again", w.createService(serviceSpec(churnName(i), direct), false)
 	}
+}
+
+// targetPortSequence returns the container port a target port resolves to
+// on the test's Pods, and the next one in 8080, 8081, 8082, 8083 (nil
+// after the last).
+func targetPortSequence(tp intstr.IntOrString) (int32, *intstr.IntOrString) {
+	sequence := []intstr.IntOrString{intstr.FromString("http"), intstr.FromString("alt"), intstr.FromInt32(portAlt + 1), intstr.FromInt32(portAlt + 2)}
+	ports := []int32{portHTTP, portAlt, portAlt + 1, portAlt + 2}
+	for i, v := range sequence {
+		if v == tp && i+1 < len(sequence) {
+			return ports[i], &sequence[i+1]
+		}
+		if v == tp {
+			return ports[i], nil
+		}
+	}
+	return 0, nil
 }

@@ -90,12 +90,17 @@ type world struct {
 	// podUID and podName map every Pod IP ever seen (never reused) to its Pod.
 	podUID  map[string]types.UID
 	podName map[string]string
-	// podUndesired and svcUndesired are the instants at which the test
-	// started a change that may take a Pod, or every Pod of a Service, out
-	// of the Service's backends: taken before the API call, so the
-	// controller cannot have seen the change earlier.
+	// podUndesired and svcUndesired are the changes the test started that
+	// may take a Pod, or some targets of a Service, out of the Service's
+	// backends, with the instant taken before the API call, so that the
+	// controller cannot have seen the change earlier. Every such change is
+	// for good: a Pod deleted, made unready or relabelled never comes back,
+	// a Service never returns to a target port it left nor gets port 81
+	// again, so a target once out of the backends never returns to them.
 	podUndesired map[types.UID][]time.Time
-	svcUndesired map[types.UID][]time.Time
+	svcUndesired map[types.UID][]serviceChange
+	// port81 are the Services that got port 81 (once at most).
+	port81 map[types.UID]bool
 	// deleted are the Services the test deleted, which must be gone (their
 	// finalizer released) at the end.
 	deleted []types.UID
@@ -115,7 +120,7 @@ func newWorld(t *testing.T) *world {
 		t: t, ctx: t.Context(),
 		foreignBefore: map[string]string{}, stableCLB: map[string]string{},
 		services: map[types.UID]*serviceRecord{}, podUID: map[string]types.UID{}, podName: map[string]string{},
-		podUndesired: map[types.UID][]time.Time{}, svcUndesired: map[types.UID][]time.Time{},
+		podUndesired: map[types.UID][]time.Time{}, svcUndesired: map[types.UID][]serviceChange{}, port81: map[types.UID]bool{},
 		traffic: map[string]*traffic{},
 	}
 	if _, err := e.Admin.CoreV1().Namespaces().Create(w.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
@@ -297,6 +302,8 @@ func podTemplateSpec(app string) corev1.PodSpec {
 			Ports: []corev1.ContainerPort{
 				{Name: "http", ContainerPort: portHTTP, Protocol: corev1.ProtocolTCP},
 				{Name: "alt", ContainerPort: portAlt, Protocol: corev1.ProtocolTCP},
+				{Name: "third", ContainerPort: portAlt + 1, Protocol: corev1.ProtocolTCP},
+				{Name: "fourth", ContainerPort: portAlt + 2, Protocol: corev1.ProtocolTCP},
 			},
 		}},
 	}
@@ -383,31 +390,54 @@ func (w *world) createPod(i int) error {
 	return err
 }
 
-// mayUndesire records that a change that may take the Pod (or every Pod of
-// the Service) out of the backends starts now, runs it, and forgets the
-// instant if the API server refused the change.
-func (w *world) mayUndesire(podUID, svcUID types.UID, change func() error) error {
+// serviceChange is a change of a Service that may take some of its targets
+// out of the backends: those on listener port ListenerPort (0: any) and
+// target port TargetPort (0: any).
+type serviceChange struct {
+	At                       time.Time
+	ListenerPort, TargetPort int32
+}
+
+// podChange records that a change that may take the Pod out of its
+// Service's backends starts now, runs it, and forgets it if the API
+// server refused it.
+func (w *world) podChange(podUID types.UID, change func() error) error {
 	now := time.Now()
 	w.mu.Lock()
-	if podUID != "" {
-		w.podUndesired[podUID] = append(w.podUndesired[podUID], now)
-	}
-	if svcUID != "" {
-		w.svcUndesired[svcUID] = append(w.svcUndesired[svcUID], now)
-	}
+	w.podUndesired[podUID] = append(w.podUndesired[podUID], now)
 	w.mu.Unlock()
 	err := change()
-	if _, refused := err.(apierrors.APIStatus); refused && !apierrors.IsNotFound(err) {
+	if refused(err) {
 		w.mu.Lock()
-		if podUID != "" {
-			w.podUndesired[podUID] = slices.DeleteFunc(w.podUndesired[podUID], func(t time.Time) bool { return t.Equal(now) })
-		}
-		if svcUID != "" {
-			w.svcUndesired[svcUID] = slices.DeleteFunc(w.svcUndesired[svcUID], func(t time.Time) bool { return t.Equal(now) })
-		}
+		w.podUndesired[podUID] = slices.DeleteFunc(w.podUndesired[podUID], func(t time.Time) bool { return t.Equal(now) })
 		w.mu.Unlock()
 	}
 	return err
+}
+
+// serviceChange records that a change of the Service that may take the
+// targets on listenerPort and targetPort (0: any) out of its backends
+// starts now, runs it, and forgets it if the API server refused it.
+func (w *world) serviceChange(svcUID types.UID, listenerPort, targetPort int32, change func() error) error {
+	ch := serviceChange{At: time.Now(), ListenerPort: listenerPort, TargetPort: targetPort}
+	w.mu.Lock()
+	w.svcUndesired[svcUID] = append(w.svcUndesired[svcUID], ch)
+	w.mu.Unlock()
+	err := change()
+	if refused(err) {
+		w.mu.Lock()
+		w.svcUndesired[svcUID] = slices.DeleteFunc(w.svcUndesired[svcUID], func(c serviceChange) bool { return c == ch })
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// refused reports whether the API server certainly did not make a change:
+// it answered with an error other than NotFound (a Pod deleted already is
+// out all the same).
+func refused(err error) bool {
+	_, status := err.(apierrors.APIStatus)
+	return status && !apierrors.IsNotFound(err)
 }
 
 // --- traffic ---
