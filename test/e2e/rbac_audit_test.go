@@ -268,7 +268,11 @@ func checkRBACAgainstAuditLog(repo, auditLog string, complete bool) (report, pro
 		}
 		r := request{group: ref.APIGroup, resource: resource, verb: ev.Verb, namespace: ref.Namespace, name: ref.Name}
 		if decision == "forbid" {
-			denied[fmt.Sprintf("%s: %s", r, ev.Annotations[cluster.AuditReason])]++
+			what := r.String()
+			if reason := ev.Annotations[cluster.AuditReason]; reason != "" {
+				what += ": " + reason
+			}
+			denied[what]++
 			continue
 		}
 		i := slices.IndexFunc(grants, func(g grant) bool { return g.covers(r) })
