@@ -26,6 +26,14 @@ type Process struct {
 	mu      sync.Mutex
 }
 
+// StartProcess starts bin and, when readyLine is not empty, waits until a
+// line of its output contains it; its output goes to logPath. For programs
+// outside this package (benchmarks) that start the project's binaries
+// without an Env.
+func StartProcess(ctx context.Context, name, logPath, readyLine string, env []string, bin string, args ...string) (*Process, error) {
+	return startProcess(ctx, name, logPath, readyLine, env, bin, args...)
+}
+
 // startProcess starts bin and, when readyLine is not empty, waits until a
 // line of its output contains it.
 func startProcess(ctx context.Context, name, logPath, readyLine string, env []string, bin string, args ...string) (*Process, error) {
