@@ -60,8 +60,10 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The workload, converged before any fault.
+	// The workload, converged before any fault. The foreign objects are
+	// recorded before the controller sees any Service.
 	w.createForeign()
+	w.snapshotForeign()
 	w.createStable()
 	w.createChurnInitial()
 	began := time.Now()
@@ -72,7 +74,6 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("not converged 2 minutes after the workload was created, before any fault:\n%s", indent(problems))
 	}
 	t.Logf("workload converged in %s before the faults", took.Round(time.Millisecond))
-	w.snapshotForeign()
 	stableNames := []string{stableLent}
 	for i := range stableCount {
 		stableNames = append(stableNames, fmt.Sprintf("stable-%d", i))
