@@ -61,6 +61,7 @@ func ptrTo[T any](v T) *T { return &v }
 // random, or right after a write was served), broken API server
 // connections (with etcd compacted meanwhile, so watches resume on a
 // compacted revision: 410 Gone), and the CLB API unreachable for 30 s.
+// Kills and broken connections stop before the end (see run).
 type injector struct {
 	sup        *supervisor
 	proxy      *tcpProxy
@@ -89,12 +90,20 @@ func (in *injector) run(ctx context.Context, rng *rand.Rand, d time.Duration, ou
 		return err
 	}
 	end := time.Now().Add(d)
+	// The last quarter (25 s at most) has the CLB API's faults only: a
+	// restart or a relist makes the controller read everything afresh,
+	// which would hide a wrong belief left by an error (a write taken for
+	// done), and the convergence that follows must not depend on one.
+	quiet := end.Add(-min(d/4, 25*time.Second))
 	var wg sync.WaitGroup
 	// Each schedule gets a random source of its own, drawn now, so that a
 	// seed gives the same schedules whatever the goroutines' timing.
-	for _, schedule := range []func(*rand.Rand, time.Time){in.storms, in.kills, in.watchBreaks} {
+	for _, schedule := range []struct {
+		run func(*rand.Rand, time.Time)
+		end time.Time
+	}{{in.storms, end}, {in.kills, quiet}, {in.watchBreaks, quiet}} {
 		r := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
-		wg.Go(func() { schedule(r, end) })
+		wg.Go(func() { schedule.run(r, schedule.end) })
 	}
 	// The outages are spread over the run: the n-th of N starts at
 	// (2n+1)/(2N+1) of it, and lasts 30 s.
