@@ -149,13 +149,14 @@ func (in *injector) setWrites(mix *emulator.ErrorMix) {
 	}
 }
 
-// kills: every 5-12 s, SIGKILL the controller, every other time right
-// after the emulator served a write of the next kind in killAfter (its
-// response held back, so the controller never learns the outcome).
+// kills: every 4-9 s, SIGKILL the controller, every other time (the first
+// included) right after the emulator served a write of the next kind in
+// killAfter (its response held back, so the controller never learns the
+// outcome).
 func (in *injector) kills(rng *rand.Rand, end time.Time) {
 	next := 0
-	for n := 0; sleepUntil(randIn(rng, 5*time.Second, 12*time.Second), end); n++ {
-		if n%2 == 1 {
+	for n := 0; sleepUntil(randIn(rng, 4*time.Second, 9*time.Second), end); n++ {
+		if n%2 == 0 {
 			action := killAfter[next%len(killAfter)]
 			next++
 			if in.killAfterWrite(action, end) {
@@ -171,14 +172,14 @@ func (in *injector) kills(rng *rand.Rand, end time.Time) {
 
 // killAfterWrite holds the response to the controller's next call of
 // action and kills the controller while it waits for it. It gives up
-// after 10 s without such a call.
+// after 8 s without such a call.
 func (in *injector) killAfterWrite(action string, end time.Time) bool {
 	ctx := context.Background()
 	if err := e.Emulator.SetFaults(ctx, emulator.FaultSettings{HoldNext: &emulator.HoldNext{Action: action, Count: 1, MaxMs: 30000}}); err != nil {
 		in.logf("holding %s: %v", action, err)
 		return false
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) && time.Now().Before(end) {
 		held, err := heldCalls(ctx)
 		if err != nil {

@@ -28,7 +28,7 @@ import (
 )
 
 var (
-	faultDuration = flag.Duration("chaos.duration", 80*time.Second, "how long faults are injected")
+	faultDuration = flag.Duration("chaos.duration", 90*time.Second, "how long faults are injected")
 	convergeBound = flag.Duration("chaos.converge", 60*time.Second, "after the faults stop, the bound within which every CLB must match its Service")
 	seedFlag      = flag.Uint64("chaos.seed", 0, "seed of the churn and the fault schedule (0: from the clock)")
 )
