@@ -93,8 +93,13 @@ func TestChaos(t *testing.T) {
 
 	// The faults, while the churn goes on.
 	in := &injector{sup: sup, proxy: proxy, log: os.Stderr, controller: e.Emulator.SecretID, counts: map[string]int{}}
-	churn := w.startChurn(rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), os.Stderr)
+	// The churn stops a little before the faults (10 s, or an eighth of
+	// them), so that what the Services want is settled while the CLB API
+	// still fails: reaching it must take the controller's own retries, not
+	// the next change.
 	faultsBegan := time.Now()
+	churn := w.startChurn(rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), os.Stderr,
+		faultsBegan.Add(*faultDuration-min(*faultDuration/8, 10*time.Second)))
 	if err := in.run(context.Background(), rng, *faultDuration, outageModes); err != nil {
 		t.Fatalf("injecting faults: %v", err)
 	}

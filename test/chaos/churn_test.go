@@ -35,9 +35,10 @@ type churner struct {
 	unready map[string]bool
 }
 
-func (w *world) startChurn(rng *rand.Rand, log io.Writer) *churner {
+// startChurn churns until the given time.
+func (w *world) startChurn(rng *rand.Rand, log io.Writer, until time.Time) *churner {
 	c := &churner{w: w, rng: rng, log: log, stop: make(chan struct{}), done: make(chan struct{}), counts: map[string]int{}, unready: map[string]bool{}}
-	go c.run()
+	go c.run(until)
 	return c
 }
 
@@ -54,13 +55,16 @@ func (c *churner) finish() map[string]int {
 	return out
 }
 
-func (c *churner) run() {
+func (c *churner) run(until time.Time) {
 	defer close(c.done)
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-time.After(randIn(c.rng, 200*time.Millisecond, 900*time.Millisecond)):
+		}
+		if time.Now().After(until) {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		what, err := c.step(ctx)
