@@ -32,7 +32,8 @@ var writeActions = []string{
 
 // killAfter are the writes after which the controller is killed before it
 // hears the answer: it must not lose what the write did (a CLB not yet on
-// the Service, a listener, a registration) nor trip over it.
+// the Service, a listener, a registration, a CLB deleted but the finalizer
+// still there) nor trip over it.
 var killAfter = []string{
 	"CreateLoadBalancer", "CreateListener", "BatchRegisterTargets", "BatchDeregisterTargets",
 	"DeleteListener", "DeleteLoadBalancer",
@@ -70,8 +71,12 @@ type injector struct {
 
 	mu     sync.Mutex
 	counts map[string]int
-	// outages are the API outages: when and how.
-	outages []string
+	// outages are the API outages: when and how; downUntil ends the
+	// current one.
+	outages   []string
+	downUntil time.Time
+	// stormUntil ends the current ResourceInOperating storm.
+	stormUntil time.Time
 }
 
 func (in *injector) count(kind string) {
@@ -129,14 +134,20 @@ func sleepUntil(d time.Duration, end time.Time) bool {
 	return time.Now().Before(end)
 }
 
-// storms: every 12-25 s, 4 s during which 90% of the writes fail with
-// FailedOperation.ResourceInOperating.
+// storms: every 12-25 s, 6-15 s during which 95% of the writes fail with
+// FailedOperation.ResourceInOperating: often longer than the SDK adapter's
+// own retries of it (6 attempts, about 8-15 s), so the controller's retries
+// are needed too.
 func (in *injector) storms(rng *rand.Rand, end time.Time) {
 	for sleepUntil(randIn(rng, 12*time.Second, 25*time.Second), end) {
-		in.setWrites(&emulator.ErrorMix{Rate: 0.9, Codes: []string{cloud.CodeResourceInOperating}})
-		in.count("ResourceInOperating storm (4 s)")
-		in.logf("ResourceInOperating storm")
-		sleepUntil(4*time.Second, end)
+		d := randIn(rng, 6*time.Second, 15*time.Second)
+		in.mu.Lock()
+		in.stormUntil = time.Now().Add(d)
+		in.mu.Unlock()
+		in.setWrites(&emulator.ErrorMix{Rate: 0.95, Codes: []string{cloud.CodeResourceInOperating}})
+		in.count("ResourceInOperating storm")
+		in.logf("ResourceInOperating storm for %s", d.Round(time.Second))
+		sleepUntil(d, end)
 		in.setWrites(baseline().ErrorMix)
 	}
 }
@@ -149,36 +160,39 @@ func (in *injector) setWrites(mix *emulator.ErrorMix) {
 	}
 }
 
-// kills: every 4-9 s, SIGKILL the controller, every other time (the first
-// included) right after the emulator served a write of the next kind in
-// killAfter (its response held back, so the controller never learns the
-// outcome).
+// kills: every 4-9 s, SIGKILL the controller: right after the emulator
+// served a write (its response held back, so the controller never learns
+// the outcome) whenever writes can succeed (not in an API outage or a
+// storm) and the last kill was not one, else at a random moment.
 func (in *injector) kills(rng *rand.Rand, end time.Time) {
-	next := 0
-	for n := 0; sleepUntil(randIn(rng, 4*time.Second, 9*time.Second), end); n++ {
-		if n%2 == 0 {
-			action := killAfter[next%len(killAfter)]
-			next++
-			if in.killAfterWrite(action, end) {
-				continue
-			}
+	afterWrite := true
+	for sleepUntil(randIn(rng, 4*time.Second, 9*time.Second), end) {
+		if afterWrite && !in.apiDown() && !in.storming() && in.killAfterWrite(end) {
+			afterWrite = false
+			continue
 		}
 		if in.sup.kill() {
 			in.count("SIGKILL at a random moment")
 			in.logf("killed the controller")
 		}
+		afterWrite = true
 	}
 }
 
-// killAfterWrite holds the response to the controller's next call of
-// action and kills the controller while it waits for it. It gives up
-// after 8 s without such a call.
-func (in *injector) killAfterWrite(action string, end time.Time) bool {
+// killAfterWrite holds the response to the controller's next write of
+// any kind in killAfter and kills the controller while it waits for it.
+// It gives up after 8 s without such a write.
+func (in *injector) killAfterWrite(end time.Time) bool {
 	ctx := context.Background()
-	if err := e.Emulator.SetFaults(ctx, emulator.FaultSettings{HoldNext: &emulator.HoldNext{Action: action, Count: 1, MaxMs: 30000}}); err != nil {
-		in.logf("holding %s: %v", action, err)
-		return false
+	hold := func(count int) {
+		for _, action := range killAfter {
+			if err := e.Emulator.SetFaults(ctx, emulator.FaultSettings{HoldNext: &emulator.HoldNext{Action: action, Count: count, MaxMs: 30000}}); err != nil {
+				in.logf("holding %s: %v", action, err)
+			}
+		}
 	}
+	hold(1)
+	defer hold(0)
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) && time.Now().Before(end) {
 		held, err := heldCalls(ctx)
@@ -186,18 +200,13 @@ func (in *injector) killAfterWrite(action string, end time.Time) bool {
 			in.logf("reading held calls: %v", err)
 		}
 		for _, h := range held {
-			if h.Client == in.controller {
-				if in.sup.kill() {
-					in.count("SIGKILL right after " + action)
-					in.logf("killed the controller right after the emulator served its %s", action)
-					return true
-				}
+			if h.Client == in.controller && in.sup.kill() {
+				in.count("SIGKILL right after " + h.Action)
+				in.logf("killed the controller right after the emulator served its %s", h.Action)
+				return true
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if err := e.Emulator.SetFaults(ctx, emulator.FaultSettings{HoldNext: &emulator.HoldNext{Action: action, Count: 0}}); err != nil {
-		in.logf("cancelling the hold of %s: %v", action, err)
 	}
 	return false
 }
@@ -241,8 +250,21 @@ func (in *injector) outage(at time.Time, mode string) {
 	in.logf("the CLB API is unreachable for 30 s (%s)", mode)
 	in.mu.Lock()
 	in.outages = append(in.outages, fmt.Sprintf("%s %s", time.Now().Format("15:04:05"), mode))
+	in.downUntil = time.Now().Add(30 * time.Second)
 	in.mu.Unlock()
 	time.Sleep(30 * time.Second)
+}
+
+func (in *injector) storming() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return time.Now().Before(in.stormUntil)
+}
+
+func (in *injector) apiDown() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return time.Now().Before(in.downUntil)
 }
 
 func (in *injector) figures() map[string]int {
