@@ -40,7 +40,7 @@ var killAfter = []string{
 }
 
 // baseline are the faults in force during the whole run: 20% of every
-// call fails with a transient error or a throttle, 10% of the tasks fail,
+// call fails with a transient error or a throttle, 15% of the tasks fail,
 // each listener of a batch fails 20% of the time, and 3% of the responses
 // are lost after the call was served.
 func baseline() emulator.FaultSettings {
@@ -49,7 +49,7 @@ func baseline() emulator.FaultSettings {
 		ErrorMix: &emulator.ErrorMix{Rate: 0.2, Codes: []string{
 			cloud.CodeInternalError, cloud.CodeRequestLimitExceeded, cloud.CodeResourceInOperating,
 		}},
-		TaskFailureRate:    ptrTo(0.1),
+		TaskFailureRate:    ptrTo(0.15),
 		PartialFailureRate: ptrTo(0.2),
 		DropResponseRate:   ptrTo(0.03),
 	}
