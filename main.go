@@ -177,10 +177,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// Pods, by far the most numerous, are cached compactly.
+	pods, err := controller.PodInformer(factory)
+	if err != nil {
+		return err
+	}
 	// The controller pokes the readiness worker after registering Pods, and
 	// the worker asks the controller where Pods belong: one is made first.
 	var gates *readiness.Worker
-	ctrl, err := controller.New(ctx, client, clb, recorder, factory.Core().V1().Services(), factory.Core().V1().Pods(), controller.Options{
+	ctrl, err := controller.New(ctx, client, clb, recorder, factory.Core().V1().Services(), pods, controller.Options{
 		ClusterID:               o.clusterID,
 		LoadBalancerClass:       o.loadBalancerClass,
 		ResyncPeriod:            o.resyncPeriod,
@@ -198,7 +203,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	gates, err = readiness.New(ctx, client, clb, ctrl, recorder, factory.Core().V1().Pods(), readiness.Options{
+	gates, err = readiness.New(ctx, client, clb, ctrl, recorder, pods, readiness.Options{
 		PollInterval: o.readinessPollInterval,
 		Timeout:      o.readinessTimeout,
 		Metrics:      readiness.NewMetrics(registry),
