@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -187,10 +188,36 @@ func (c *Controller) syncService(ctx context.Context, key string) (err error) {
 	}
 	err = c.ensure(ctx, key, svc, cfg, tsc)
 	var pending *requeueAfter
-	if err != nil && !errors.As(err, &pending) {
-		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s (%s error, will retry)", err, cloud.KindOf(err))
+	switch {
+	case err != nil && !errors.As(err, &pending):
+		c.reportSyncFailure(key, svc, err)
+	case err == nil:
+		c.reported.Delete(key + "/failed")
 	}
 	return err
+}
+
+// requestIDs matches the RequestId in an API error's text, which differs
+// on every call.
+var requestIDs = regexp.MustCompile(` \(RequestId [^)]*\)`)
+
+// reportSyncFailure events a failed sync. A failure only a person can fix
+// (retried every TerminalRetryDelay) stands until they do, so, like an
+// invalid annotation, it is evented once: the same failure again, whatever
+// its RequestId, is not repeated on every slow retry.
+func (c *Controller) reportSyncFailure(key string, svc *v1.Service, err error) {
+	msg := fmt.Sprintf("%s (%s error, will retry)", err, cloud.KindOf(err))
+	if !isSlowRetry(err) {
+		c.reported.Delete(key + "/failed")
+		c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s", msg)
+		return
+	}
+	standing := ReasonSyncFailed + requestIDs.ReplaceAllString(msg, "")
+	if last, ok := c.reported.Load(key + "/failed"); ok && last == standing {
+		return
+	}
+	c.reported.Store(key+"/failed", standing)
+	c.recorder.Eventf(svc, nil, v1.EventTypeWarning, ReasonSyncFailed, actionSync, "%s", msg)
 }
 
 func (c *Controller) handlesClass(svc *v1.Service) bool {
