@@ -102,3 +102,29 @@ func TestStandingFailureIsEventedOnce(t *testing.T) {
 		t.Errorf("Warnings %q, want one naming lb-gone", w)
 	}
 }
+
+// Parameters of the extensive-parameters annotation that the API refuses:
+// the Warning says to look at the annotation; other refusals do not blame
+// it.
+func TestRefusedExtensiveParametersNameTheAnnotation(t *testing.T) {
+	f := newFixture(t, nil, directService(func(s *v1.Service) {
+		s.Annotations[AnnotationExtensiveParameters] = `{"VipIsp":5}`
+	}))
+	if err := f.sync(); cloud.KindOf(err) != cloud.KindTerminal {
+		t.Fatalf("sync: %v, want a terminal error", err)
+	}
+	if w := f.warnings(); len(w) != 1 || !strings.Contains(w[0], AnnotationExtensiveParameters) || !strings.Contains(w[0], "VipIsp") {
+		t.Errorf("Warnings %q, want one naming annotation %s and the parameter", w, AnnotationExtensiveParameters)
+	}
+
+	g := newFixture(t, nil, directService(func(s *v1.Service) {
+		s.Annotations[AnnotationExtensiveParameters] = `{"VipIsp":"CMCC"}`
+	}))
+	g.cloud.FailNext("CreateLoadBalancer", 1, cloud.NewError("CreateLoadBalancer", cloud.CodeUnauthorized, "no permission", ""))
+	if err := g.sync(); err == nil {
+		t.Fatal("sync succeeded despite the refusal")
+	}
+	if w := g.warnings(); len(w) != 1 || strings.Contains(w[0], AnnotationExtensiveParameters) {
+		t.Errorf("Warnings %q: a refusal for want of permission must not blame the annotation", w)
+	}
+}

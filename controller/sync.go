@@ -543,12 +543,33 @@ func (c *Controller) createLoadBalancer(ctx context.Context, svc *v1.Service, cf
 		}
 	}
 	lb, err := c.cloud.CreateLoadBalancer(ctx, spec)
+	if err != nil && cfg.ExtensiveParameters != "" && parametersRefused(err) {
+		// The user's parameters go to the API as they are: say where to
+		// look, or the Warning names a parameter without saying whose.
+		return cloud.LoadBalancer{}, fmt.Errorf("creating a CLB for Service %s/%s: the API refused its parameters; check annotation %s, whose parameters it was given as they are: %w",
+			svc.Namespace, svc.Name, AnnotationExtensiveParameters, err)
+	}
 	if err != nil {
 		return cloud.LoadBalancer{}, fmt.Errorf("creating a CLB for Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	klog.FromContext(ctx).Info("Created CLB", "loadBalancer", lb.ID, "vips", lb.VIPs)
 	c.recorder.Eventf(svc, nil, v1.EventTypeNormal, ReasonCreatedCLB, actionSync, "Created CLB %s", lb.ID)
 	return lb, nil
+}
+
+// parametersRefused reports whether the API refused a call for its
+// parameters: an unknown name, a wrong type or a value out of range.
+func parametersRefused(err error) bool {
+	var ce *cloud.Error
+	if !errors.As(err, &ce) || ce.Kind != cloud.KindTerminal {
+		return false
+	}
+	switch {
+	case ce.Code == cloud.CodeInvalidParameter, ce.Code == cloud.CodeUnknownParameter, ce.Code == cloud.CodeMissingParameter,
+		ce.Code == cloud.CodeInvalidParameterVal, strings.HasPrefix(ce.Code, cloud.CodeInvalidParameterVal+"."):
+		return true
+	}
+	return false
 }
 
 // loadBalancerName names a CLB after its cluster and Service so people can
