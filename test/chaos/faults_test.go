@@ -224,6 +224,11 @@ func (in *injector) watchBreaks(rng *rand.Rand, end time.Time) {
 			in.logf("reset the controller's API server connections")
 			continue
 		}
+		// A controller that has just started may not watch yet: give it
+		// a few seconds, so there is a watch to resume (at most 10 s).
+		for wait := time.Now().Add(10 * time.Second); in.sup.runningFor() < 3*time.Second && time.Now().Before(wait); {
+			time.Sleep(100 * time.Millisecond)
+		}
 		in.proxy.Block(time.Second)
 		// A write after the watches broke, so their resource version is
 		// behind the revision compacted.

@@ -19,6 +19,8 @@ type supervisor struct {
 
 	mu      sync.Mutex
 	current *env.Controller
+	// since is when current got ready.
+	since   time.Time
 	killing bool
 	// kills are the test's SIGKILLs; exits the controller's own exits;
 	// starts every start, the first included; startFailures the starts
@@ -53,7 +55,7 @@ func (s *supervisor) run() {
 			}
 			continue
 		}
-		s.current = ctrl
+		s.current, s.since = ctrl, time.Now()
 		s.mu.Unlock()
 		select {
 		case <-s.stop:
@@ -99,6 +101,17 @@ func (s *supervisor) kill() bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// runningFor is how long the current controller has been ready; 0 when
+// none runs.
+func (s *supervisor) runningFor() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		return 0
+	}
+	return time.Since(s.since)
 }
 
 // waitRunning waits until a controller runs, for up to timeout.
