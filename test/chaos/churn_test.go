@@ -31,6 +31,8 @@ type churner struct {
 	mu     sync.Mutex
 	counts map[string]int
 	errors int
+	// last is when the last change was made.
+	last time.Time
 	// unready are the Pods the test made unready (namespace-less names).
 	unready map[string]bool
 }
@@ -72,6 +74,7 @@ func (c *churner) run(until time.Time) {
 		c.mu.Lock()
 		if what != "" {
 			c.counts[what]++
+			c.last = time.Now()
 		}
 		if err != nil {
 			c.errors++
@@ -79,6 +82,12 @@ func (c *churner) run(until time.Time) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+func (c *churner) lastChange() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }
 
 // podsOf lists the test's live Pods labelled for churned Service i (or
