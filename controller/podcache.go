@@ -43,7 +43,7 @@ import (
 //   - The cache keeps each Pod as a cachedPod: what TrimForCache keeps,
 //     with what the Pods of one template share (labels, annotations,
 //     containers, readiness gates) held once for all of them, and the
-//     strings they repeat (namespace, node, condition types) interned.
+//     strings they repeat (namespace, node, conditions) interned.
 //   - Event handlers and the lister get *v1.Pod views made from it on
 //     demand, equal to what TrimForCache makes of the Pod. Several views
 //     share maps and slices with the cache and with each other: like any
@@ -139,16 +139,49 @@ type cachedPod struct {
 	template *podTemplate
 }
 
-// cachedCondition is a kept Pod condition; detail, only on the readiness
-// gate's, is its reason and message.
+// cachedCondition is a kept Pod condition, in a third of a
+// v1.PodCondition's size: its type and status, and its reason and message
+// (only the readiness gate's has them), are interned; its transition time
+// is seconds and nanoseconds (nanoseconds -1: no time).
 type cachedCondition struct {
-	conditionType      v1.PodConditionType
-	status             v1.ConditionStatus
-	lastTransitionTime metav1.Time
-	detail             *conditionDetail
+	kind        unique.Handle[conditionKind]
+	detail      unique.Handle[conditionDetail]
+	seconds     int64
+	nanoseconds int32
+}
+
+type conditionKind struct {
+	conditionType v1.PodConditionType
+	status        v1.ConditionStatus
 }
 
 type conditionDetail struct{ reason, message string }
+
+func packCondition(c v1.PodCondition) cachedCondition {
+	out := cachedCondition{kind: unique.Make(conditionKind{c.Type, c.Status}), nanoseconds: -1}
+	if c.Reason != "" || c.Message != "" {
+		out.detail = unique.Make(conditionDetail{c.Reason, c.Message})
+	}
+	if !c.LastTransitionTime.IsZero() {
+		out.seconds, out.nanoseconds = c.LastTransitionTime.Unix(), int32(c.LastTransitionTime.Nanosecond())
+	}
+	return out
+}
+
+// condition is the v1.PodCondition; a time comes back as the API
+// machinery decodes one, in the local time zone.
+func (c cachedCondition) condition() v1.PodCondition {
+	kind := c.kind.Value()
+	out := v1.PodCondition{Type: kind.conditionType, Status: kind.status}
+	if c.detail != (unique.Handle[conditionDetail]{}) {
+		detail := c.detail.Value()
+		out.Reason, out.Message = detail.reason, detail.message
+	}
+	if c.nanoseconds >= 0 {
+		out.LastTransitionTime = metav1.NewTime(time.Unix(c.seconds, int64(c.nanoseconds)).Local())
+	}
+	return out
+}
 
 // podTemplate is the part of a trimmed Pod its siblings share.
 type podTemplate struct {
@@ -169,7 +202,6 @@ func (m *stringMap) get() map[string]string {
 var (
 	templates  interner[podTemplate]
 	stringMaps interner[stringMap]
-	details    interner[conditionDetail]
 )
 
 // pod is the Pod as TrimForCache makes it (but for its TypeMeta, which
@@ -193,10 +225,7 @@ func (p *cachedPod) pod() *v1.Pod {
 	if len(p.conditions) > 0 {
 		pod.Status.Conditions = make([]v1.PodCondition, len(p.conditions))
 		for i, c := range p.conditions {
-			pod.Status.Conditions[i] = v1.PodCondition{Type: c.conditionType, Status: c.status, LastTransitionTime: c.lastTransitionTime}
-			if c.detail != nil {
-				pod.Status.Conditions[i].Reason, pod.Status.Conditions[i].Message = c.detail.reason, c.detail.message
-			}
+			pod.Status.Conditions[i] = c.condition()
 		}
 	}
 	return pod
@@ -216,17 +245,7 @@ func packPod(t *v1.Pod) *cachedPod {
 	if len(t.Status.Conditions) > 0 {
 		p.conditions = make([]cachedCondition, len(t.Status.Conditions))
 		for i, c := range t.Status.Conditions {
-			p.conditions[i] = cachedCondition{
-				conditionType:      v1.PodConditionType(intern(string(c.Type))),
-				status:             v1.ConditionStatus(intern(string(c.Status))),
-				lastTransitionTime: c.LastTransitionTime,
-			}
-			if c.Reason != "" || c.Message != "" {
-				var key strings.Builder
-				writeKeyPart(&key, c.Reason)
-				writeKeyPart(&key, c.Message)
-				p.conditions[i].detail = details.intern(key.String(), &conditionDetail{reason: c.Reason, message: c.Message})
-			}
+			p.conditions[i] = packCondition(c)
 		}
 	}
 	p.template = templates.intern(templateKey(t), &podTemplate{
@@ -302,7 +321,7 @@ func (p *cachedPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObjec
 func (p *cachedPod) DeepCopyObject() k8sruntime.Object {
 	out := *p
 	out.deletionTimestamp = p.deletionTimestamp.DeepCopy()
-	// Labels, annotations, details and the template stay shared: they are
+	// Labels, annotations and the template stay shared: they are
 	// never modified.
 	out.conditions = slices.Clone(p.conditions)
 	return &out

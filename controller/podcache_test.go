@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unique"
 
 	gocmp "github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
@@ -71,15 +72,16 @@ func TestCachedPodsOfOneTemplateShareIt(t *testing.T) {
 	if a.template != other.template {
 		t.Error("Pods with the same containers but other labels do not share the containers")
 	}
-	gate := func(p *cachedPod) *conditionDetail {
+	// Handles are equal when they share the interned value.
+	gate := func(p *cachedPod) unique.Handle[conditionDetail] {
 		for _, c := range p.conditions {
-			if c.detail != nil {
+			if c.detail != (unique.Handle[conditionDetail]{}) {
 				return c.detail
 			}
 		}
-		return nil
+		return unique.Handle[conditionDetail]{}
 	}
-	if gate(a) == nil || gate(a) != gate(b) {
+	if gate(a) == (unique.Handle[conditionDetail]{}) || gate(a) != gate(b) {
 		t.Error("the readiness gate condition's reason and message are not shared")
 	}
 	runtime.KeepAlive(a)
