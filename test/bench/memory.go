@@ -71,6 +71,8 @@ type MemoryResult struct {
 	// HeapInuseBytes is go_memstats_heap_inuse_bytes from the controller's
 	// /metrics after the last sample; 0 when it could not be read.
 	HeapInuseBytes int64
+	// CPUTime is the controller's user and system CPU time until then.
+	CPUTime time.Duration
 	// Unhandled are the API requests the stub did not serve (the
 	// TkeServiceConfig CRD's group is expected there).
 	Unhandled []string
@@ -79,9 +81,9 @@ type MemoryResult struct {
 }
 
 func (r MemoryResult) String() string {
-	return fmt.Sprintf("%d Services × %d Pods (%d B of JSON each) on %d Nodes: %d targets in %s; RSS %.1f MiB, heap in use %.1f MiB",
+	return fmt.Sprintf("%d Services × %d Pods (%d B of JSON each) on %d Nodes: %d targets in %s; RSS %.1f MiB, heap in use %.1f MiB, %s of CPU",
 		r.Services, r.Pods, r.PodBytes, r.Nodes, r.Targets, r.SyncTime.Round(100*time.Millisecond),
-		float64(r.RSSBytes)/(1<<20), float64(r.HeapInuseBytes)/(1<<20))
+		float64(r.RSSBytes)/(1<<20), float64(r.HeapInuseBytes)/(1<<20), r.CPUTime.Round(10*time.Millisecond))
 }
 
 const (
@@ -227,6 +229,9 @@ func MeasureMemory(ctx context.Context, cfg MemoryConfig) (res MemoryResult, err
 		res.RSSBytes = max(res.RSSBytes, rss)
 	}
 	res.HeapInuseBytes, _ = scrapeGauge(ctx, "http://"+metricsAddr+"/metrics", "go_memstats_heap_inuse_bytes")
+	if res.CPUTime, err = cpuTime(ctrl.Pid()); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -297,6 +302,31 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// cpuTime reads a process's user and system CPU time from /proc, in the
+// kernel's USER_HZ ticks, which are 1/100 s on Linux.
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command, which is in parentheses and may hold
+	// spaces: state is the 3rd field of the line, utime the 14th.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, data)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, data)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // scrapeGauge reads one unlabelled sample from a Prometheus text endpoint.
