@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -75,7 +76,19 @@ type options struct {
 	cloud                    tencent.Options
 }
 
+// defaultGCPercent is the GOGC the controller runs with unless the GOGC
+// environment variable says otherwise. Its heap is mostly informer cache,
+// which lives as long as the process, and Go's default of 100 lets the heap
+// grow to twice that before collecting: at 2,000 Services × 50,000 Pods
+// (test/bench MeasureMemory), 169 MiB resident after the sync instead of
+// 130 MiB, for 1.2 s less CPU over the 3.5-minute sync (and next to
+// nothing once synced, when little is allocated).
+const defaultGCPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	klog.InitFlags(nil)
 	var o options
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig, to run outside the cluster. Neither this nor --master: in-cluster service account.")
