@@ -58,6 +58,8 @@ type options struct {
 	loadBalancerClass        string
 	healthProbeAddr          string
 	metricsAddr              string
+	metricsCertFile          string
+	metricsKeyFile           string
 	leaderElect              bool
 	leaseDuration            time.Duration
 	renewDeadline            time.Duration
@@ -110,6 +112,8 @@ func main() {
 	flag.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "Handle Services of this spec.loadBalancerClass; empty handles Services without a class, as TKE's controller does.")
 	flag.StringVar(&o.healthProbeAddr, "health-probe-bind-address", ":8081", "Address serving /healthz and /readyz; empty disables them.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address serving Prometheus metrics at "+metrics.Path+"; empty disables them.")
+	flag.StringVar(&o.metricsCertFile, "metrics-cert-file", "", "TLS certificate of the metrics endpoint, served over HTTPS when given (with --metrics-key-file), else plain HTTP; re-read when it changes.")
+	flag.StringVar(&o.metricsKeyFile, "metrics-key-file", "", "TLS key of the metrics endpoint; re-read when it changes.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader with a Lease so only one replica acts.")
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits after the last renewal before taking over.")
 	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before giving up leadership.")
@@ -140,6 +144,10 @@ func main() {
 func run(ctx context.Context, o options) error {
 	if o.clusterID == "" {
 		return errors.New("--cluster-id is required: it marks the CLBs this controller creates as its own")
+	}
+	metricsTLS, err := metrics.TLSConfig(o.metricsCertFile, o.metricsKeyFile)
+	if err != nil {
+		return err
 	}
 	config, err := restConfig(o)
 	if err != nil {
@@ -249,7 +257,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if o.metricsAddr != "" {
-		if err := metrics.Serve(ctx, o.metricsAddr, registry); err != nil {
+		if err := metrics.Serve(ctx, o.metricsAddr, registry, metricsTLS); err != nil {
 			return err
 		}
 	}
@@ -279,7 +287,7 @@ func run(ctx context.Context, o options) error {
 func serveWebhook(ctx context.Context, o options, ctrl *controller.Controller) error {
 	certs, err := readiness.NewCertificateReloader(o.webhookCertFile, o.webhookKeyFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook: %w", err)
 	}
 	var selector readiness.Selector = ctrl
 	if !o.injectReadinessGate {

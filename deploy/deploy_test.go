@@ -322,6 +322,8 @@ func TestDeploymentSpec(t *testing.T) {
 		"--cloud=tencent",
 		"--health-probe-bind-address=:8081",
 		"--metrics-bind-address=:8080",
+		"--metrics-cert-file=/etc/clb-direct/webhook/tls.crt",
+		"--metrics-key-file=/etc/clb-direct/webhook/tls.key",
 		"--cloud-credentials-file=/etc/clb-direct/credentials",
 		"--webhook-bind-address=:9443",
 		"--webhook-cert-file=/etc/clb-direct/webhook/tls.crt",
@@ -375,6 +377,30 @@ func TestDeploymentSpec(t *testing.T) {
 		v := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == c.VolumeMounts[i].Name })
 		if v < 0 || pod.Volumes[v].Secret == nil || pod.Volumes[v].Secret.SecretName != secret {
 			t.Errorf("volume mounted at %s: want Secret %s", mount, secret)
+		}
+	}
+	// The webhook and the metrics serve TLS with files of the webhook's
+	// certificate Secret: every --*-cert-file and --*-key-file is tls.crt or
+	// tls.key under its read-only mount.
+	for _, arg := range c.Args {
+		flagName, file, _ := strings.Cut(arg, "=")
+		var want string
+		switch {
+		case strings.HasSuffix(flagName, "-cert-file"):
+			want = "tls.crt"
+		case strings.HasSuffix(flagName, "-key-file"):
+			want = "tls.key"
+		default:
+			continue
+		}
+		i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == filepath.Dir(file) })
+		if i < 0 || !c.VolumeMounts[i].ReadOnly || filepath.Base(file) != want {
+			t.Errorf("%s: want %s in a read-only volume mount", arg, want)
+			continue
+		}
+		v := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == c.VolumeMounts[i].Name })
+		if v < 0 || pod.Volumes[v].Secret == nil || pod.Volumes[v].Secret.SecretName != "clb-direct-webhook-tls" {
+			t.Errorf("%s: want it from Secret clb-direct-webhook-tls", arg)
 		}
 	}
 

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/klog/v2"
+
+	"clb-direct/readiness"
 )
 
 // Namespace prefixes the names of clb-direct's own metrics.
@@ -53,18 +56,41 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }
 
-// Serve serves Handler(reg) at Path on addr until ctx is done. It returns
+// TLSConfig serves the metrics over HTTPS (TLS 1.2 or later) with the
+// certificate and key in certFile and keyFile, re-read when they change (a
+// renewed Secret is used without a restart). Neither given: nil, plain HTTP.
+// One without the other is an error, as is a pair that does not load.
+func TLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--metrics-cert-file and --metrics-key-file go together: give both to serve the metrics over HTTPS, or neither for plain HTTP")
+	}
+	certs, err := readiness.NewCertificateReloader(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}, nil
+}
+
+// Serve serves Handler(reg) at Path on addr until ctx is done, over HTTPS
+// with tlsConfig (see TLSConfig) or plain HTTP when it is nil. It returns
 // once the address is bound, so a port already in use fails the start.
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry) error {
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, tlsConfig *tls.Config) error {
 	mux := http.NewServeMux()
 	mux.Handle(Path, Handler(reg))
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening for metrics on %s: %w", addr, err)
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsConfig}
 	go func() {
-		if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := server.Serve
+		if tlsConfig != nil {
+			serve = func(l net.Listener) error { return server.ServeTLS(l, "", "") }
+		}
+		if err := serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			klog.FromContext(ctx).Error(err, "Metrics server failed")
 		}
 	}()

@@ -127,7 +127,7 @@ func TestServeFailsOnABusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if err := Serve(context.Background(), busy.Addr().String(), prometheus.NewRegistry()); err == nil {
+	if err := Serve(context.Background(), busy.Addr().String(), prometheus.NewRegistry(), nil); err == nil {
 		t.Error("Serve on a busy address succeeded, want an error")
 	}
 }

@@ -108,7 +108,8 @@ func gatePatch(pod *v1.Pod) []jsonPatchOp {
 	return []jsonPatchOp{{Op: "add", Path: "/spec/readinessGates/-", Value: gate}}
 }
 
-// CertificateReloader serves a certificate from files mounted from a Secret,
+// CertificateReloader serves a certificate from files mounted from a Secret
+// (the webhook's, and the metrics' with --metrics-cert-file),
 // reading them again when they change so a renewed certificate is used
 // without a restart.
 type CertificateReloader struct {
@@ -131,11 +132,11 @@ func NewCertificateReloader(certFile, keyFile string) (*CertificateReloader, err
 func (r *CertificateReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	certInfo, err := os.Stat(r.certFile)
 	if err != nil {
-		return nil, fmt.Errorf("webhook certificate: %w", err)
+		return nil, fmt.Errorf("TLS certificate: %w", err)
 	}
 	keyInfo, err := os.Stat(r.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("webhook key: %w", err)
+		return nil, fmt.Errorf("TLS key: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -148,7 +149,7 @@ func (r *CertificateReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certifi
 			// A half-written rotation: keep serving the last good pair.
 			return r.cert, nil
 		}
-		return nil, fmt.Errorf("loading the webhook certificate: %w", err)
+		return nil, fmt.Errorf("loading the TLS certificate: %w", err)
 	}
 	r.cert, r.certMod, r.keyMod = &cert, certInfo.ModTime(), keyInfo.ModTime()
 	return r.cert, nil
