@@ -62,7 +62,10 @@ type MemoryResult struct {
 	// PodBytes is the size of a generated Pod in JSON, on average.
 	PodBytes int
 	// SyncTime runs from the controller's start until every Service has
-	// its ingress and the emulator holds every target.
+	// its ingress and the emulator holds every target. The controller's own
+	// limits set it: 20 CLB calls a second per action (--cloud-rate-limit),
+	// which makes about 10 new Services a second, and 50 Kubernetes
+	// requests a second (--kube-api-qps).
 	SyncTime time.Duration
 	// RSSBytes is the largest VmRSS of the controller over about 5 s after
 	// the sync; RSSSamples are all of them.
@@ -91,13 +94,21 @@ const (
 	benchRegion    = "ap-guangzhou"
 )
 
-// MeasureMemory runs the controller binary against an in-process stub of
-// the Kubernetes API (test/stubapi) holding cfg.Services direct-access
+// MeasureMemory runs the controller binary (no leader election, -v=2,
+// cfg.ControllerArgs last) against an in-process stub of the Kubernetes
+// API (test/stubapi) holding cfg.Services direct-access LoadBalancer
 // Services and cfg.Pods VPC-CNI Pods, realistic ones of Deployments, and
 // the CLB emulator (no rate limit, instant tasks, every target healthy);
 // waits until every Service has status.loadBalancer.ingress and the
 // emulator holds every Pod as a target; then samples the controller's RSS
-// (VmRSS) five times over about 5 s and reports the largest.
+// (VmRSS) five times over about 5 s and reports the largest. The stub's
+// own memory is the calling process's, not the controller's.
+//
+//	bins, _ := env.BuildBinaries(ctx, repoRoot, dir)
+//	res, err := bench.MeasureMemory(ctx, bench.MemoryConfig{
+//		ControllerBin: bins.Controller, EmulatorBin: bins.Emulator,
+//		Services: 2000, Pods: 50000, Dir: dir, Timeout: 15 * time.Minute,
+//	})
 func MeasureMemory(ctx context.Context, cfg MemoryConfig) (res MemoryResult, err error) {
 	if cfg.ControllerBin == "" || cfg.EmulatorBin == "" || cfg.Dir == "" {
 		return res, errors.New("bench: MemoryConfig needs ControllerBin, EmulatorBin and Dir")
