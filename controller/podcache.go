@@ -56,7 +56,7 @@ const podListPageSize = 500
 // above: pass it to New and to readiness.New. Its GetStore and GetIndexer
 // hold cachedPods, not Pods, and it must keep its own transform. It fails
 // if the factory already has a Pod informer (e.g. from
-// factory.Core().V1().Pods()): there is one per factory.
+// the factory's own Pods informer): there is one per factory.
 func PodInformer(factory informers.SharedInformerFactory) (coreinformers.PodInformer, error) {
 	created := false
 	informer := factory.InformerFor(&v1.Pod{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
