@@ -1,0 +1,453 @@
+// Package bench is the scale benchmark: the controller binary against a
+// real kube-apiserver and the CLB emulator with the API's limits on, each
+// scenario's time and calls set against the floor those limits allow, and
+// the naive strategy's in the same run. hack/bench runs it (make bench);
+// the tests here run a small version in make test.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"clb-direct/cloud"
+	"clb-direct/cloud/emulator"
+	"clb-direct/cloud/fake"
+	"clb-direct/cloud/tencent"
+	"clb-direct/controller"
+	"clb-direct/test/env"
+)
+
+// Config sizes the run.
+type Config struct {
+	Services       int
+	PodsPerService int
+	Limits         Limits
+	// Workers is the controller's --workers.
+	Workers int
+	// ResyncPeriod and Resyncs make the steady-state window.
+	ResyncPeriod time.Duration
+	Resyncs      int
+	// LatencyServices are the numbers of idle Services the one-Pod-change
+	// latency is measured among (none: skipped), LatencyEvents the Pod
+	// changes at each.
+	LatencyServices []int
+	LatencyEvents   int
+	// Naive runs the baseline too; it gets at most NaiveTimeout per
+	// scenario, and its time is projected from its progress when it is
+	// cut short.
+	Naive        bool
+	NaiveTimeout time.Duration
+	// ConvergeTimeout bounds our controller's scenarios.
+	ConvergeTimeout time.Duration
+	Dir             string
+	Log             io.Writer
+}
+
+// Result is one scenario run by one strategy.
+type Result struct {
+	Scenario string
+	Strategy string
+	// Seconds is the measured time; Projected marks a run cut short whose
+	// time is extrapolated from its progress.
+	Seconds   float64
+	Projected bool `json:",omitempty"`
+	// BoundSeconds is the floor's time under the limits (0: no bound).
+	BoundSeconds float64 `json:",omitempty"`
+	Writes       int
+	MinWrites    int `json:",omitempty"`
+	Reads        int
+	Calls        map[string]int
+	// Figures are the scenario's own measurements (latencies, reads per
+	// CLB per resync, CPU per event, ...).
+	Figures map[string]float64 `json:",omitempty"`
+	// Target is the goal in words, Met whether it was reached.
+	Target string `json:",omitempty"`
+	Met    *bool  `json:",omitempty"`
+}
+
+// TimeRatio is measured time over the bound.
+func (r Result) TimeRatio() float64 {
+	if r.BoundSeconds == 0 {
+		return 0
+	}
+	return r.Seconds / r.BoundSeconds
+}
+
+// Report is the whole run.
+type Report struct {
+	Started time.Time
+	CPUs    int
+	Config  Config
+	Results []Result
+}
+
+type bench struct {
+	cfg Config
+	env *env.Env
+	log io.Writer
+}
+
+// Run starts a control plane and runs every scenario of cfg.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	e, err := env.Start(ctx, env.Options{Dir: cfg.Dir, Log: cfg.Log, Nodes: 1})
+	if err != nil {
+		return nil, err
+	}
+	defer e.Stop()
+	// The environment's emulator has health checks and a data plane on,
+	// which a benchmark does not want: each scenario starts its own.
+	_ = e.Emulator.Process.Stop(5 * time.Second)
+	b := &bench{cfg: cfg, env: e, log: cfg.Log}
+	report := &Report{Started: time.Now(), CPUs: runtime.NumCPU(), Config: cfg}
+	add := func(rs []Result, err error) error {
+		report.Results = append(report.Results, rs...)
+		return err
+	}
+	if len(cfg.LatencyServices) > 0 {
+		if err := add(b.latency(ctx)); err != nil {
+			return report, err
+		}
+	}
+	w := newWorkload(e.Admin, "bench", cfg.Services, cfg.PodsPerService)
+	b.logf("Creating %d Services and %d Pods...", cfg.Services, cfg.Services*cfg.PodsPerService)
+	if err := w.create(ctx); err != nil {
+		return report, err
+	}
+	if err := add(b.ours(ctx, w)); err != nil {
+		return report, err
+	}
+	if cfg.Naive {
+		if err := add(b.naive(ctx, w)); err != nil {
+			return report, err
+		}
+	}
+	return report, nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// startEmulator starts a fresh account with the limits on, no health
+// checks (every target healthy) and no data plane.
+func (b *bench) startEmulator(ctx context.Context, l Limits) (*env.Emulator, error) {
+	em, err := b.env.StartEmulator(ctx, "--rate-limit", strconv.FormatFloat(l.RequestsPerSecond, 'f', -1, 64),
+		"--task-duration", l.TaskDuration.String(), "--health-check=false", "--data-plane=false", "--backends-per-listener", "5000")
+	if err != nil {
+		return nil, err
+	}
+	b.env.Emulator = em
+	return em, nil
+}
+
+func (b *bench) startController(ctx context.Context, name string, extra ...string) (*env.Controller, error) {
+	args := []string{"--resync-period", b.cfg.ResyncPeriod.String(), "-v", "1"}
+	if b.cfg.Workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(b.cfg.Workers))
+	}
+	args = append(args, extra...)
+	return b.env.StartController(ctx, env.ControllerOptions{Name: name, NoWebhook: true, Args: args})
+}
+
+// ours runs the controller binary through cold start, steady state and a
+// full churn of w.
+func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
+	em, err := b.startEmulator(ctx, b.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = em.Process.Stop(5 * time.Second) }()
+	b.logf("Cold start: clb-direct starts with %d Pods running", w.services*w.pods)
+	start := time.Now()
+	ctrl, err := b.startController(ctx, "bench")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = ctrl.Stop(30 * time.Second) }()
+	want, err := w.desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := waitConverged(ctx, em, want, start, b.cfg.ConvergeTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cold start: %w", err)
+	}
+	cold, err := b.result(ctx, em, "cold start", "clb-direct", start, conv, coldStartFloor(w.services, w.pods))
+	if err != nil {
+		return nil, err
+	}
+	cold.Target = "time ≤ 1.2 × bound, writes ≤ 1.05 × minimum"
+	cold.Met = ptr(cold.TimeRatio() <= 1.2 && float64(cold.Writes) <= 1.05*float64(cold.MinWrites))
+	results := []Result{cold}
+
+	steady, err := b.steadyState(ctx, em, w.services)
+	if err != nil {
+		return results, err
+	}
+	results = append(results, steady)
+
+	b.logf("Full churn: every Service's %d Pods replaced", w.pods)
+	start = time.Now()
+	if err := w.roll(ctx); err != nil {
+		return results, err
+	}
+	kubeDone := time.Since(start)
+	if want, err = w.desired(ctx); err != nil {
+		return results, err
+	}
+	if conv, err = waitConverged(ctx, em, want, start, b.cfg.ConvergeTimeout); err != nil {
+		return results, fmt.Errorf("churn: %w", err)
+	}
+	churn, err := b.churnResult(ctx, em, "clb-direct", start, conv, kubeDone, w)
+	if err != nil {
+		return results, err
+	}
+	churn.Target = "time ≤ 1.3 × bound"
+	churn.Met = ptr(churn.TimeRatio() <= 1.3)
+	return append(results, churn), nil
+}
+
+// churnResult: the floor of a churn is the cloud's, or the time the API
+// server took to take the changes plus the last CLB's two tasks, whichever
+// is longer: no controller acts on a change before it is made.
+func (b *bench) churnResult(ctx context.Context, em *env.Emulator, strategy string, start time.Time, conv converged, kubeDone time.Duration, w *workload) (Result, error) {
+	floor := churnFloor(w.services, w.pods)
+	r, err := b.result(ctx, em, "full churn", strategy, start, conv, floor)
+	if err != nil {
+		return r, err
+	}
+	afterKube := kubeDone + time.Duration(floor.SerialTasks)*b.cfg.Limits.TaskDuration
+	r.BoundSeconds = max(r.BoundSeconds, afterKube.Seconds())
+	r.Figures = map[string]float64{"kubeSeconds": kubeDone.Seconds()}
+	return r, nil
+}
+
+// steadyState counts the calls of Resyncs resync periods with nothing
+// changing.
+func (b *bench) steadyState(ctx context.Context, em *env.Emulator, clbs int) (Result, error) {
+	// The writes of the convergence just observed may still be polling
+	// their tasks.
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return Result{}, err
+	}
+	window := time.Duration(b.cfg.Resyncs) * b.cfg.ResyncPeriod
+	b.logf("Steady state: %d resync periods of %s with nothing changing", b.cfg.Resyncs, b.cfg.ResyncPeriod)
+	start := time.Now()
+	if err := sleep(ctx, window); err != nil {
+		return Result{}, err
+	}
+	calls, err := callsBetween(ctx, em, start, start.Add(window))
+	if err != nil {
+		return Result{}, err
+	}
+	byAction, writes, reads := countCalls(calls)
+	perCLB := float64(reads) / float64(clbs*b.cfg.Resyncs)
+	r := Result{Scenario: "steady state", Strategy: "clb-direct", Seconds: window.Seconds(), Writes: writes, Reads: reads, Calls: byAction,
+		Figures: map[string]float64{"readsPerCLBPerResync": perCLB},
+		Target:  "0 writes, ≤ 1 read per CLB per resync"}
+	r.Met = ptr(writes == 0 && perCLB <= 1)
+	return r, nil
+}
+
+// result counts the calls made between start and convergence.
+func (b *bench) result(ctx context.Context, em *env.Emulator, scenario, strategy string, start time.Time, conv converged, floor Floor) (Result, error) {
+	calls, err := callsBetween(ctx, em, start, start.Add(conv.took))
+	if err != nil {
+		return Result{}, err
+	}
+	byAction, writes, reads := countCalls(calls)
+	b.logf("%s (%s): %.1fs, %d writes (minimum %d), %d reads", scenario, strategy, conv.took.Seconds(), writes, floor.Writes(), reads)
+	return Result{Scenario: scenario, Strategy: strategy, Seconds: conv.took.Seconds(), Projected: conv.projected,
+		BoundSeconds: floor.Bound(b.cfg.Limits).Seconds(), Writes: writes, MinWrites: floor.Writes(), Reads: reads, Calls: byAction}, nil
+}
+
+// naive runs the baseline through cold start and a full churn on a fresh
+// account.
+func (b *bench) naive(ctx context.Context, w *workload) ([]Result, error) {
+	em, err := b.startEmulator(ctx, b.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = em.Process.Stop(5 * time.Second) }()
+	// The adapter reads its credentials from the environment, as the
+	// controller binary does.
+	os.Setenv(tencent.EnvSecretID, em.SecretID)
+	os.Setenv(tencent.EnvSecretKey, em.SecretKey)
+	c, err := tencent.New(tencent.Options{Region: em.Region, Endpoint: em.Addr, Scheme: "http",
+		RateLimit: b.cfg.Limits.RequestsPerSecond})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	baseline := newNaive(c, b.env.Admin, w.namespace, naiveWorkers)
+	b.logf("Cold start (naive)")
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- baseline.run(ctx) }()
+	want, err := w.desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := waitConverged(ctx, em, want, start, b.cfg.NaiveTimeout)
+	if err != nil {
+		select {
+		case runErr := <-done:
+			err = fmt.Errorf("%w (the baseline stopped: %v)", err, runErr)
+		default:
+		}
+		return nil, fmt.Errorf("naive cold start: %w", err)
+	}
+	cold, err := b.result(ctx, em, "cold start", "naive", start, conv, coldStartFloor(w.services, w.pods))
+	if err != nil {
+		return nil, err
+	}
+	results := []Result{cold}
+	if conv.projected {
+		// The rest of its cold start would run into the churn.
+		return results, nil
+	}
+	b.logf("Full churn (naive)")
+	start = time.Now()
+	if err := w.roll(ctx); err != nil {
+		return results, err
+	}
+	kubeDone := time.Since(start)
+	if want, err = w.desired(ctx); err != nil {
+		return results, err
+	}
+	if conv, err = waitConverged(ctx, em, want, start, b.cfg.NaiveTimeout); err != nil {
+		return results, fmt.Errorf("naive churn: %w", err)
+	}
+	churn, err := b.churnResult(ctx, em, "naive", start, conv, kubeDone, w)
+	cancel()
+	if err := <-done; err != nil && ctx.Err() == nil {
+		return results, err
+	}
+	return append(results, churn), err
+}
+
+// converged is how long convergence took, or, for a run cut short, the
+// time projected from its progress.
+// naiveWorkers send the baseline's calls: enough to keep every action's
+// rate budget busy.
+const naiveWorkers = 32
+
+type converged struct {
+	took      time.Duration
+	projected bool
+}
+
+// waitConverged polls the account until every Service's CLB (found by
+// its Service-UID tag) has exactly the wanted targets. After timeout it
+// projects the time from the share of the work done, when some was, and
+// fails otherwise.
+func waitConverged(ctx context.Context, em *env.Emulator, want map[types.UID]map[string]bool, start time.Time, timeout time.Duration) (converged, error) {
+	initial := -1
+	for {
+		state, err := em.State(ctx)
+		if err != nil {
+			return converged{}, err
+		}
+		remaining := difference(state, want)
+		if remaining == 0 {
+			return converged{took: time.Since(start)}, nil
+		}
+		if initial < 0 || remaining > initial {
+			initial = remaining
+		}
+		if elapsed := time.Since(start); elapsed > timeout {
+			done := initial - remaining
+			if done <= 0 {
+				return converged{}, fmt.Errorf("no progress in %s: %d targets still to change", timeout, remaining)
+			}
+			return converged{took: time.Duration(float64(elapsed) * float64(initial) / float64(done)), projected: true}, nil
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return converged{}, err
+		}
+	}
+}
+
+// difference counts the targets to add or remove, and a Service without a
+// CLB (or its listener) as all of its targets to add.
+func difference(state fake.State, want map[types.UID]map[string]bool) int {
+	have := map[types.UID]map[string]bool{}
+	for _, lb := range state.LoadBalancers {
+		uid := types.UID(lb.Tags[cloud.TagServiceUUID])
+		if _, ok := want[uid]; !ok {
+			continue
+		}
+		set := map[string]bool{}
+		for _, l := range lb.Listeners {
+			for _, t := range l.Backends {
+				set[fmt.Sprintf("%s:%d", t.IP, t.Port)] = true
+			}
+		}
+		have[uid] = set
+	}
+	n := 0
+	for uid, targets := range want {
+		got := have[uid]
+		for t := range targets {
+			if !got[t] {
+				n++
+			}
+		}
+		for t := range got {
+			if !targets[t] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// callsBetween is the emulator's call log from start to end.
+func callsBetween(ctx context.Context, em *env.Emulator, start, end time.Time) ([]emulator.CallRecord, error) {
+	calls, err := em.Calls(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(calls, func(c emulator.CallRecord) bool { return c.Time.Before(start) || c.Time.After(end) }), nil
+}
+
+// loadBalancerIDs maps the Services of a namespace to the CLB each
+// recorded.
+func loadBalancerIDs(ctx context.Context, e *env.Env, namespace string) (map[string]string, error) {
+	svcs, err := e.Admin.CoreV1().Services(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, s := range svcs.Items {
+		out[s.Name] = s.Annotations[controller.AnnotationLoadBalancerID]
+	}
+	return out, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+

@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"clb-direct/cloud/emulator"
+)
+
+// latency measures, among LatencyServices idle Services in turn, how long
+// one Pod's change takes to reach the cloud (the Pod status write sent →
+// the emulator receives the write), and the controller's CPU per change.
+// The emulator has no rate limit here: the API's limits are not what is
+// measured, and the idle Services' CLBs are set up in seconds.
+func (b *bench) latency(ctx context.Context) ([]Result, error) {
+	em, err := b.startEmulator(ctx, Limits{TaskDuration: b.cfg.Limits.TaskDuration})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = em.Process.Stop(5 * time.Second) }()
+	ctrl, err := b.startController(ctx, "latency", "--cloud-rate-limit", "-1", "--resync-period", "1h")
+	if err != nil {
+		return nil, err
+	}
+	w := newWorkload(b.env.Admin, "latency", 0, 2)
+	if err := w.create(ctx); err != nil {
+		return nil, err
+	}
+	var results []Result
+	// Which Pods are not ready: each change flips one.
+	unready := map[int]bool{}
+	for _, n := range b.cfg.LatencyServices {
+		b.logf("One Pod change among %d idle Services", n)
+		if err := w.addServices(ctx, n-w.services); err != nil {
+			return results, err
+		}
+		want, err := w.desired(ctx)
+		if err != nil {
+			return results, err
+		}
+		if _, err := waitConverged(ctx, em, want, time.Now(), b.cfg.ConvergeTimeout); err != nil {
+			return results, fmt.Errorf("setting up %d Services: %w", n, err)
+		}
+		// The last registrations' tasks finish.
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return results, err
+		}
+		r, err := b.podChanges(ctx, w, ctrl.Pid(), n, unready)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, r)
+	}
+	if len(results) > 1 {
+		first, last := results[0], results[len(results)-1]
+		ratio := last.Figures["cpuMillisPerEvent"] / max(first.Figures["cpuMillisPerEvent"], 1e-9)
+		last.Figures["cpuPerEventRatio"] = ratio
+		last.Target = fmt.Sprintf("p99 ≤ 50 ms; CPU per event ≤ 1.5 × that at %.0f Services", first.Figures["services"])
+		last.Met = ptr(last.Figures["p99Millis"] <= 50 && ratio <= 1.5)
+		results[len(results)-1] = last
+	}
+	results[0].Target = "p99 ≤ 50 ms"
+	results[0].Met = ptr(results[0].Figures["p99Millis"] <= 50)
+	_ = ctrl.Stop(30 * time.Second)
+	// Leave nothing behind for the next scenarios' controllers: the
+	// Services go without their finalizers, as no CLB of theirs matters.
+	return results, w.deleteAll(ctx)
+}
+
+// podChanges flips one Pod's readiness LatencyEvents times, spread over
+// the n Services, one at a time, and matches each to the first write the
+// emulator received for its CLB after it.
+func (b *bench) podChanges(ctx context.Context, w *workload, pid, n int, unready map[int]bool) (Result, error) {
+	ids, err := loadBalancerIDs(ctx, b.env, w.namespace)
+	if err != nil {
+		return Result{}, err
+	}
+	type event struct {
+		clb  string
+		sent time.Time
+	}
+	events := make([]event, 0, b.cfg.LatencyEvents)
+	cpuBefore, err := cpuTime(pid)
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	for k := range b.cfg.LatencyEvents {
+		svc := k * 7919 % n // a prime stride visits the Services in a scattered order
+		unready[svc] = !unready[svc]
+		sent, err := w.setReady(ctx, svc, 0, !unready[svc])
+		if err != nil {
+			return Result{}, err
+		}
+		events = append(events, event{clb: ids[serviceName(svc)], sent: sent})
+		// One change at a time: latency, not throughput.
+		if err := sleep(ctx, 150*time.Millisecond); err != nil {
+			return Result{}, err
+		}
+	}
+	cpuAfter, err := cpuTime(pid)
+	if err != nil {
+		return Result{}, err
+	}
+	calls, err := callsBetween(ctx, b.env.Emulator, start, time.Now())
+	if err != nil {
+		return Result{}, err
+	}
+	latencies := make([]float64, 0, len(events))
+	for _, e := range events {
+		i := slices.IndexFunc(calls, func(c emulator.CallRecord) bool {
+			return writeActions[c.Action] && c.LoadBalancerID == e.clb && !c.Time.Before(e.sent)
+		})
+		if i < 0 {
+			return Result{}, fmt.Errorf("no write reached CLB %s after the Pod change at %s", e.clb, e.sent.Format(time.StampMicro))
+		}
+		latencies = append(latencies, float64(calls[i].Time.Sub(e.sent))/float64(time.Millisecond))
+	}
+	byAction, writes, reads := countCalls(calls)
+	slices.Sort(latencies)
+	events64 := float64(len(events))
+	return Result{Scenario: fmt.Sprintf("one Pod change, %d Services", n), Strategy: "clb-direct",
+		Writes: writes, Reads: reads, Calls: byAction,
+		Figures: map[string]float64{
+			"services":          float64(n),
+			"events":            events64,
+			"p50Millis":         percentile(latencies, 0.50),
+			"p99Millis":         percentile(latencies, 0.99),
+			"maxMillis":         latencies[len(latencies)-1],
+			"cpuMillisPerEvent": float64(cpuAfter-cpuBefore) / float64(time.Millisecond) / events64,
+			"callsPerEvent":     float64(writes+reads) / events64,
+		}}, nil
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
+
+// cpuTime is the user and system CPU time a process has used, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start at field 3.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// deleteAll removes the workload: its Services go at once, without their
+// finalizers (no controller is left to remove them, and no CLB of theirs
+// matters), so no later controller sees them; the namespace takes the rest.
+func (w *workload) deleteAll(ctx context.Context) error {
+	svcs, err := w.client.CoreV1().Services(w.namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if err := w.forEach(ctx, len(svcs.Items), func(ctx context.Context, i int) error {
+		services := w.client.CoreV1().Services(w.namespace)
+		name := svcs.Items[i].Name
+		if _, err := services.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+			return err
+		}
+		return services.Delete(ctx, name, metav1.DeleteOptions{})
+	}); err != nil {
+		return err
+	}
+	return w.client.CoreV1().Namespaces().Delete(ctx, w.namespace, metav1.DeleteOptions{})
+}
