@@ -143,7 +143,11 @@ func TestWriteWaitsForItsTask(t *testing.T) {
 			t.Errorf("polled TaskId %v, want the RequestId of DeleteListener", p.Body["TaskId"])
 		}
 	}
-	// Intervals: 4ms, 6ms, 9ms.
+	// The task just started is not polled at once: the first poll waits
+	// Initial too, then the intervals grow: 4ms, 6ms, 9ms.
+	if gap := polls[0].Time.Sub(f.callsOf("DeleteListener")[0].Time); gap < 4*time.Millisecond {
+		t.Errorf("the first poll came %s after the write, want at least 4ms", gap)
+	}
 	for i, min := range []time.Duration{4 * time.Millisecond, 6 * time.Millisecond, 9 * time.Millisecond} {
 		if gap := polls[i+1].Time.Sub(polls[i].Time); gap < min {
 			t.Errorf("poll %d came %s after the one before, want at least %s", i+1, gap, min)

@@ -64,8 +64,12 @@ func (c *Cloud) pollUntil(ctx context.Context, action, what string, check func(c
 		}
 		return err
 	}
-	interval := c.poll.Initial
-	for {
+	// What was just started is not done yet: the first check waits too,
+	// and checking at once would only spend the action's rate limit.
+	for interval := c.poll.Initial; ; interval = min(time.Duration(float64(interval)*c.poll.Factor), c.poll.Max) {
+		if err := c.sleep(pollCtx, interval); err != nil {
+			return timedOut(err)
+		}
 		done, err := check(pollCtx)
 		if err != nil {
 			return timedOut(err)
@@ -73,9 +77,5 @@ func (c *Cloud) pollUntil(ctx context.Context, action, what string, check func(c
 		if done {
 			return nil
 		}
-		if err := c.sleep(pollCtx, interval); err != nil {
-			return timedOut(err)
-		}
-		interval = min(time.Duration(float64(interval)*c.poll.Factor), c.poll.Max)
 	}
 }
