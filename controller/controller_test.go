@@ -335,10 +335,58 @@ func TestSecondSyncWritesNothing(t *testing.T) {
 		t.Errorf("kube writes on an unchanged Service: %q", got)
 	}
 
-	// A periodic resync re-reads the CLB once, and still writes nothing.
+	// Each periodic resync reads the CLB once, alternating between its
+	// targets and its listeners, and still writes nothing.
+	for _, want := range []string{"DescribeTargets", "DescribeListeners", "DescribeTargets"} {
+		f.resync()
+		f.mustSync()
+		f.expectActions(want)
+	}
+	if got := f.kubeWrites(); len(got) != 0 {
+		t.Errorf("kube writes on resyncs: %q", got)
+	}
+}
+
+func TestResyncRepairsWhatChangedBehindOurBack(t *testing.T) {
+	f := newFixture(t, nil, directService(), readyPod("a", "10.0.0.1"), readyPod("b", "10.0.0.2"))
+	f.mustSync()
+	lbID := f.loadBalancerID()
+	want := f.backends(lbID)
+	listeners, err := f.cloud.DescribeListeners(f.ctx, lbID)
+	if err != nil || len(listeners) != 2 {
+		t.Fatalf("listeners %v, %v", listeners, err)
+	}
+
+	// Someone deregisters a Pod: the first resync's targets read sees it
+	// and registers the Pod again.
+	backends, err := f.cloud.DescribeBackends(f.ctx, lbID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := []cloud.ListenerBackend{{ListenerID: listeners[0].ID, Backend: backends[listeners[0].ID][0]}}
+	if err := f.cloud.DeregisterBackends(f.ctx, lbID, gone); err != nil {
+		t.Fatal(err)
+	}
+	f.actions()
 	f.resync()
 	f.mustSync()
-	f.expectActions("DescribeLoadBalancers", "DescribeListeners", "DescribeTargets")
+	f.expectActions("DescribeTargets", "BatchRegisterTargets:1")
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends after the resync:\n got  %q\n want %q", got, want)
+	}
+
+	// Someone deletes a listener: the next resync (a listeners read) sees
+	// a listener missing, reads the CLB whole, and puts it back.
+	if err := f.cloud.DeleteListener(f.ctx, lbID, listeners[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	f.actions()
+	f.resync()
+	f.mustSync()
+	f.expectActions("DescribeListeners", "DescribeLoadBalancers", "DescribeListeners", "DescribeTargets", "CreateListener", "BatchRegisterTargets:2")
+	if got := f.backends(lbID); !slices.Equal(got, want) {
+		t.Errorf("backends after the second resync:\n got  %q\n want %q", got, want)
+	}
 }
 
 func TestSyncAppliesOnlyTheDifferenceRegisteringBeforeDeregistering(t *testing.T) {
@@ -497,9 +545,10 @@ func TestCLBDeletedBehindOurBackIsRecreated(t *testing.T) {
 	}
 	f.resync() // the periodic resync notices
 	f.mustSync()
-	// The last call checks whether the previous CLB is still there to be
-	// released (it is not).
-	f.expectActions("DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2",
+	// The resync's read finds the CLB gone; the lookup by ID and by tags
+	// find nothing. The last call checks whether the previous CLB is still
+	// there to be released (it is not).
+	f.expectActions("DescribeTargets", "DescribeLoadBalancers", "DescribeLoadBalancers", "CreateLoadBalancer", "CreateListener", "CreateListener", "BatchRegisterTargets:2",
 		"DescribeLoadBalancers")
 	if now := f.loadBalancerID(); now == old || now == "" {
 		t.Errorf("annotation %q, want a new CLB instead of %q", now, old)

@@ -17,6 +17,9 @@ type ObservedState struct {
 	Listeners    []cloud.Listener
 	// Backends by listener ID.
 	Backends map[string][]cloud.Backend
+	// auditListenersNext says which half of the CLB the next resync reads:
+	// the listeners' settings, or else the targets.
+	auditListenersNext bool
 }
 
 // BackendChange is one backend to register, re-weight or deregister on the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -79,7 +80,8 @@ func (o *observedCache) set(key string, serviceUID types.UID, s *ObservedState) 
 // clone copies the state deeply enough that changing the copy's listeners
 // and backends leaves the original as it was.
 func (s *ObservedState) clone() *ObservedState {
-	out := &ObservedState{LoadBalancer: s.LoadBalancer, Listeners: slices.Clone(s.Listeners), Backends: make(map[string][]cloud.Backend, len(s.Backends))}
+	out := &ObservedState{LoadBalancer: s.LoadBalancer, Listeners: slices.Clone(s.Listeners), Backends: make(map[string][]cloud.Backend, len(s.Backends)),
+		auditListenersNext: s.auditListenersNext}
 	for id, backends := range s.Backends {
 		out.Backends[id] = slices.Clone(backends)
 	}
@@ -424,11 +426,18 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 	recordedID := svc.Annotations[AnnotationLoadBalancerID]
 	// A CLB shared with other Services (the user's) is read on every sync:
 	// their listeners change without this Service's cache knowing.
-	if cached != nil && !resync && cfg.ExistingLoadBalancerID == "" && cached.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) &&
+	if cached != nil && cfg.ExistingLoadBalancerID == "" && cached.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) &&
 		(recordedID == "" || recordedID == cached.LoadBalancer.ID) {
-		// A copy: apply changes it as writes succeed, while the readiness
-		// worker reads the cached one.
-		return cached.clone(), nil
+		if !resync {
+			// A copy: apply changes it as writes succeed, while the
+			// readiness worker reads the cached one.
+			return cached.clone(), nil
+		}
+		audited, err := c.audit(ctx, cached)
+		if err == nil || !errors.Is(err, errListenersDrifted) && !cloud.IsNotFound(err) {
+			return audited, err
+		}
+		klog.FromContext(ctx).Info("The CLB changed behind our back; reading it whole", "loadBalancer", cached.LoadBalancer.ID, "reason", err)
 	}
 	c.observed.forget(key)
 	var lb cloud.LoadBalancer
@@ -464,6 +473,54 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 		return nil, fmt.Errorf("reading the backends of CLB %s: %w", lb.ID, err)
 	}
 	return &ObservedState{LoadBalancer: lb, Listeners: listeners, Backends: backends}, nil
+}
+
+// errListenersDrifted: the CLB's listeners are not those last seen.
+var errListenersDrifted = errors.New("its listeners are not those last seen")
+
+// audit is a resync's read of a CLB of our own: one call, alternating
+// between the targets (what carries traffic) and the listeners' settings,
+// so that a resync costs one read per CLB and each half is checked every
+// second period. Either read fails with NotFound when the CLB is gone, and
+// with errListenersDrifted when a listener came or went: then the caller
+// reads the CLB whole.
+func (c *Controller) audit(ctx context.Context, cached *ObservedState) (*ObservedState, error) {
+	s := cached.clone()
+	id := s.LoadBalancer.ID
+	lastSeen := make([]string, len(s.Listeners))
+	for i, l := range s.Listeners {
+		lastSeen[i] = l.ID
+	}
+	slices.Sort(lastSeen)
+	known := func(listenerIDs []string) bool {
+		slices.Sort(listenerIDs)
+		return slices.Equal(listenerIDs, lastSeen)
+	}
+	if s.auditListenersNext {
+		listeners, err := c.cloud.DescribeListeners(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("reading the listeners of CLB %s: %w", id, err)
+		}
+		ids := make([]string, len(listeners))
+		for i, l := range listeners {
+			ids[i] = l.ID
+		}
+		if !known(ids) {
+			return nil, errListenersDrifted
+		}
+		s.Listeners = listeners
+	} else {
+		backends, err := c.cloud.DescribeBackends(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("reading the backends of CLB %s: %w", id, err)
+		}
+		if !known(slices.Collect(maps.Keys(backends))) {
+			return nil, errListenersDrifted
+		}
+		s.Backends = backends
+	}
+	s.auditListenersNext = !s.auditListenersNext
+	return s, nil
 }
 
 // existingLoadBalancer looks up the user's CLB. Its absence is the user's
