@@ -4,7 +4,7 @@ BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit fuzz-short e2e chaos chaos-short fmt-check vet lint sandbox sandbox-down clean
+.PHONY: all build test unit fuzz-short e2e chaos chaos-short bench fmt-check vet lint sandbox sandbox-down clean
 
 all: build
 
@@ -30,7 +30,11 @@ fuzz-short: ## Every fuzz target for 5 s.
 # instead of arriving per package at the end, and the two packages' control
 # planes do not compete for the CPUs (leader-election timings are tight).
 e2e: ## End-to-end tests: real control plane, CLB emulator, controller binary (first run builds Kubernetes).
-	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/cluster/ ./test/podsim/
+	CLB_DIRECT_E2E=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./test/e2e/ ./test/bench/ ./test/cluster/ ./test/podsim/
+
+# BENCH_FLAGS: see go run ./hack/bench -help (e.g. BENCH_FLAGS=--naive=false).
+bench: ## Scale benchmark: cold start, steady state, churn, latency, memory, against the API's limits and a naive baseline; report in _bench/.
+	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 # The fault-injection suite (test/chaos): faults of every kind while
 # Services and Pods churn under traffic, then exact convergence, no leak,

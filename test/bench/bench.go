@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"clb-direct/cloud"
 	"clb-direct/cloud/emulator"
@@ -109,6 +110,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The environment's emulator has health checks and a data plane on,
 	// which a benchmark does not want: each scenario starts its own.
 	_ = e.Emulator.Process.Stop(5 * time.Second)
+	// The workload's thousands of writes need more than client-go's
+	// default 5 requests/s.
+	config := e.Cluster.AdminConfig()
+	config.QPS, config.Burst = 2000, 4000
+	if e.Admin, err = kubernetes.NewForConfig(config); err != nil {
+		return nil, err
+	}
 	b := &bench{cfg: cfg, env: e, log: cfg.Log}
 	report := &Report{Started: time.Now(), CPUs: runtime.NumCPU(), Config: cfg}
 	add := func(rs []Result, err error) error {
@@ -244,8 +252,13 @@ func (b *bench) steadyState(ctx context.Context, em *env.Emulator, clbs int) (Re
 	}
 	window := time.Duration(b.cfg.Resyncs) * b.cfg.ResyncPeriod
 	b.logf("Steady state: %d resync periods of %s with nothing changing", b.cfg.Resyncs, b.cfg.ResyncPeriod)
-	start := time.Now()
-	if err := sleep(ctx, window); err != nil {
+	// The window starts with a resync, so that it holds exactly Resyncs of
+	// them, none cut in two.
+	start, err := nextCall(ctx, em, time.Now(), b.cfg.ResyncPeriod+10*time.Second)
+	if err != nil {
+		return Result{}, fmt.Errorf("waiting for a resync: %w", err)
+	}
+	if err := sleep(ctx, time.Until(start.Add(window))); err != nil {
 		return Result{}, err
 	}
 	calls, err := callsBetween(ctx, em, start, start.Add(window))
@@ -273,14 +286,38 @@ func (b *bench) result(ctx context.Context, em *env.Emulator, scenario, strategy
 		BoundSeconds: floor.Bound(b.cfg.Limits).Seconds(), Writes: writes, MinWrites: floor.Writes(), Reads: reads, Calls: byAction}, nil
 }
 
-// naive runs the baseline through cold start and a full churn on a fresh
-// account.
+// naive runs the baseline through cold start, and through a full churn
+// of the state our controller converges to, each on a fresh account.
 func (b *bench) naive(ctx context.Context, w *workload) ([]Result, error) {
+	b.logf("Cold start (naive)")
+	cold, err := b.runNaive(ctx, w, false, func(context.Context) error { return nil })
+	if err != nil {
+		return nil, fmt.Errorf("naive cold start: %w", err)
+	}
+	results := []Result{cold}
+	b.logf("Full churn (naive)")
+	churn, err := b.runNaive(ctx, w, true, w.roll)
+	if err != nil {
+		return results, fmt.Errorf("naive churn: %w", err)
+	}
+	return append(results, churn), nil
+}
+
+// runNaive starts the baseline on a fresh account, makes the change and
+// measures until the account matches the Pods or NaiveTimeout passes after
+// the change is made. adopt sets the account up first with our controller,
+// and the baseline takes over from it: the churn scenario.
+func (b *bench) runNaive(ctx context.Context, w *workload, adopt bool, change func(context.Context) error) (Result, error) {
 	em, err := b.startEmulator(ctx, b.cfg.Limits)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	defer func() { _ = em.Process.Stop(5 * time.Second) }()
+	if adopt {
+		if err := b.converge(ctx, em, w); err != nil {
+			return Result{}, err
+		}
+	}
 	// The adapter reads its credentials from the environment, as the
 	// controller binary does.
 	os.Setenv(tencent.EnvSecretID, em.SecretID)
@@ -288,59 +325,62 @@ func (b *bench) naive(ctx context.Context, w *workload) ([]Result, error) {
 	c, err := tencent.New(tencent.Options{Region: em.Region, Endpoint: em.Addr, Scheme: "http",
 		RateLimit: b.cfg.Limits.RequestsPerSecond})
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	baseline := newNaive(c, b.env.Admin, w.namespace, naiveWorkers)
-	b.logf("Cold start (naive)")
-	start := time.Now()
 	done := make(chan error, 1)
-	go func() { done <- baseline.run(ctx) }()
+	started := make(chan struct{})
+	start := time.Now()
+	go func() { done <- baseline.run(ctx, adopt, started) }()
+	if adopt {
+		select {
+		case <-started:
+		case err := <-done:
+			return Result{}, fmt.Errorf("the baseline stopped: %w", err)
+		}
+		start = time.Now()
+	}
+	if err := change(ctx); err != nil {
+		return Result{}, err
+	}
+	kubeDone := time.Since(start)
 	want, err := w.desired(ctx)
 	if err != nil {
-		return nil, err
+		return Result{}, err
 	}
-	conv, err := waitConverged(ctx, em, want, start, b.cfg.NaiveTimeout)
+	conv, err := waitConverged(ctx, em, want, start, kubeDone+b.cfg.NaiveTimeout)
 	if err != nil {
 		select {
 		case runErr := <-done:
 			err = fmt.Errorf("%w (the baseline stopped: %v)", err, runErr)
 		default:
 		}
-		return nil, fmt.Errorf("naive cold start: %w", err)
+		return Result{}, err
 	}
-	cold, err := b.result(ctx, em, "cold start", "naive", start, conv, coldStartFloor(w.services, w.pods))
-	if err != nil {
-		return nil, err
+	if adopt {
+		return b.churnResult(ctx, em, "naive", start, conv, kubeDone, w)
 	}
-	results := []Result{cold}
-	if conv.projected {
-		// The rest of its cold start would run into the churn.
-		return results, nil
-	}
-	b.logf("Full churn (naive)")
-	start = time.Now()
-	if err := w.roll(ctx); err != nil {
-		return results, err
-	}
-	kubeDone := time.Since(start)
-	if want, err = w.desired(ctx); err != nil {
-		return results, err
-	}
-	if conv, err = waitConverged(ctx, em, want, start, b.cfg.NaiveTimeout); err != nil {
-		return results, fmt.Errorf("naive churn: %w", err)
-	}
-	churn, err := b.churnResult(ctx, em, "naive", start, conv, kubeDone, w)
-	cancel()
-	if err := <-done; err != nil && ctx.Err() == nil {
-		return results, err
-	}
-	return append(results, churn), err
+	return b.result(ctx, em, "cold start", "naive", start, conv, coldStartFloor(w.services, w.pods))
 }
 
-// converged is how long convergence took, or, for a run cut short, the
-// time projected from its progress.
+// converge runs our controller until the account matches the Pods, and
+// stops it (the CLBs stay).
+func (b *bench) converge(ctx context.Context, em *env.Emulator, w *workload) error {
+	ctrl, err := b.startController(ctx, "bench-setup")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ctrl.Stop(30 * time.Second) }()
+	want, err := w.desired(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = waitConverged(ctx, em, want, time.Now(), b.cfg.ConvergeTimeout)
+	return err
+}
+
 // naiveWorkers send the baseline's calls: enough to keep every action's
 // rate budget busy.
 const naiveWorkers = 32
@@ -415,6 +455,24 @@ func difference(state fake.State, want map[types.UID]map[string]bool) int {
 	return n
 }
 
+// nextCall waits for the first call the emulator receives after since and
+// returns its time.
+func nextCall(ctx context.Context, em *env.Emulator, since time.Time, timeout time.Duration) (time.Time, error) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		calls, err := callsBetween(ctx, em, since, time.Now())
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(calls) > 0 {
+			return calls[0].Time, nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return time.Time{}, fmt.Errorf("no call in %s", timeout)
+}
+
 // callsBetween is the emulator's call log from start to end.
 func callsBetween(ctx context.Context, em *env.Emulator, start, end time.Time) ([]emulator.CallRecord, error) {
 	calls, err := em.Calls(ctx)
@@ -450,4 +508,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func ptr[T any](v T) *T { return &v }
-

@@ -45,9 +45,11 @@ func newNaive(c cloud.Interface, client kubernetes.Interface, namespace string, 
 		listeners: map[string]naiveListener{}, ready: map[string]bool{}, ops: make(chan naiveOp, 100000)}
 }
 
-// run creates a CLB and a listener for every Service, then follows the
-// Pods until ctx ends.
-func (n *naive) run(ctx context.Context) error {
+// run creates a CLB and a listener for every Service, or with adopt takes
+// over the CLBs (found by their Service-UID tag) and Pods already
+// registered, then follows the Pods until ctx ends. started is closed once
+// it follows them.
+func (n *naive) run(ctx context.Context, adopt bool, started chan<- struct{}) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(n.client, 0, informers.WithNamespace(n.namespace))
 	services := factory.Core().V1().Services()
 	// Informers made after Start never run.
@@ -62,9 +64,17 @@ func (n *naive) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	setUp := n.createLoadBalancer
+	if adopt {
+		setUp = n.adoptLoadBalancer
+		for _, obj := range pods.GetStore().List() {
+			pod := obj.(*v1.Pod)
+			n.ready[pod.Namespace+"/"+pod.Name] = pod.Status.PodIP != "" && podReady(pod)
+		}
+	}
 	w := &workload{parallel: n.workers}
 	if err := w.forEach(ctx, len(svcs), func(ctx context.Context, i int) error {
-		return n.createLoadBalancer(ctx, svcs[i])
+		return setUp(ctx, svcs[i])
 	}); err != nil {
 		return err
 	}
@@ -82,6 +92,7 @@ func (n *naive) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	close(started)
 	var wg sync.WaitGroup
 	for range n.workers {
 		wg.Go(func() {
@@ -111,6 +122,21 @@ func (n *naive) createLoadBalancer(ctx context.Context, svc *v1.Service) error {
 	}
 	n.mu.Lock()
 	n.listeners[svc.Name] = naiveListener{loadBalancerID: lb.ID, listenerID: l.ID}
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *naive) adoptLoadBalancer(ctx context.Context, svc *v1.Service) error {
+	lbs, err := n.cloud.DescribeLoadBalancers(ctx, cloud.LoadBalancerQuery{Tags: map[string]string{cloud.TagServiceUUID: string(svc.UID)}})
+	if err != nil || len(lbs) != 1 {
+		return fmt.Errorf("finding the one CLB of %s: %d found, %v", svc.Name, len(lbs), err)
+	}
+	listeners, err := n.cloud.DescribeListeners(ctx, lbs[0].ID)
+	if err != nil || len(listeners) != 1 {
+		return fmt.Errorf("finding the one listener of %s: %d found, %v", svc.Name, len(listeners), err)
+	}
+	n.mu.Lock()
+	n.listeners[svc.Name] = naiveListener{loadBalancerID: lbs[0].ID, listenerID: listeners[0].ID}
 	n.mu.Unlock()
 	return nil
 }
