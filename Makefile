@@ -34,6 +34,7 @@ e2e: ## End-to-end tests: real control plane, CLB emulator, controller binary (f
 
 # BENCH_FLAGS: see go run ./hack/bench -help (e.g. BENCH_FLAGS=--naive=false).
 bench: ## Scale benchmark: cold start, steady state, churn, latency, memory, against the API's limits and a naive baseline; report in _bench/.
+	$(GO) test -run '^$$' -bench . -benchmem ./controller/
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
 # The fault-injection suite (test/chaos): faults of every kind while

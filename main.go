@@ -97,7 +97,10 @@ func main() {
 	flag.StringVar(&o.master, "master", "", "Address of the Kubernetes API server; overrides the kubeconfig's.")
 	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API.")
 	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
-	flag.IntVar(&o.workers, "workers", 4, "Services synced in parallel.")
+	// Syncs spend their time waiting on the CLB API (its rate limits, its
+	// tasks): it takes about 16 in flight to keep every action's budget busy
+	// while hundreds of Services start at once.
+	flag.IntVar(&o.workers, "workers", 16, "Services synced in parallel.")
 	flag.DurationVar(&o.resyncPeriod, "resync-period", 5*time.Minute, "How often every Service's CLB is read again, to repair changes made outside the controller.")
 	flag.StringVar(&o.clusterID, "cluster-id", "", "The cluster's ID (e.g. cls-xxxxxxxx); it goes into the ownership tags of every CLB created. Required.")
 	flag.StringVar(&o.region, "region", "", "Tencent Cloud region of the CLBs (e.g. ap-guangzhou).")

@@ -34,9 +34,9 @@ func main() {
 	flag.DurationVar(&cfg.ResyncPeriod, "resync-period", 15*time.Second, "the controller's --resync-period")
 	flag.IntVar(&cfg.Resyncs, "resyncs", 5, "resync periods of the steady-state scenario")
 	flag.StringVar(&latencyServices, "latency-services", "100,1000", "idle Services the one-Pod-change latency is measured among, comma-separated (empty: skipped)")
-	flag.IntVar(&cfg.LatencyEvents, "latency-events", 100, "Pod changes measured at each number of Services")
+	flag.IntVar(&cfg.LatencyEvents, "latency-events", 150, "Pod changes measured at each number of Services")
 	flag.BoolVar(&cfg.Naive, "naive", true, "run the naive baseline too")
-	flag.DurationVar(&cfg.NaiveTimeout, "naive-timeout", 90*time.Second, "longest the baseline runs a scenario; its time is projected from its progress when cut short")
+	flag.DurationVar(&cfg.NaiveTimeout, "naive-timeout", 60*time.Second, "longest the baseline runs a scenario; its time is projected from its progress when cut short")
 	flag.DurationVar(&cfg.ConvergeTimeout, "converge-timeout", 5*time.Minute, "longest clb-direct may take to converge")
 	out := flag.String("out", "", "directory of the JSON report and the run's logs (default _bench/ in the repository)")
 	flag.Parse()
@@ -123,7 +123,11 @@ func printTable(w io.Writer, report *bench.Report) {
 		}
 		vsNaive := "-"
 		if n, ok := naive[r.Scenario]; ok && r.Strategy != "naive" && n.Seconds > 0 {
-			vsNaive = fmt.Sprintf("time %.2f, writes %.2f", r.Seconds/n.Seconds, float64(r.Writes)/float64(max(n.Writes, 1)))
+			vsNaive = fmt.Sprintf("time %.3f", r.Seconds/n.Seconds)
+			// A baseline cut short made only some of its writes.
+			if !n.Projected {
+				vsNaive += fmt.Sprintf(", writes %.2f", float64(r.Writes)/float64(max(n.Writes, 1)))
+			}
 		}
 		met := "-"
 		if r.Met != nil {

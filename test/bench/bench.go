@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,7 +103,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
-	e, err := env.Start(ctx, env.Options{Dir: cfg.Dir, Log: cfg.Log, Nodes: 1})
+	// No Deployments, EndpointSlices or garbage collection: the workload
+	// makes Pods itself, and those controllers would only compete with the
+	// controller measured for the machine's CPUs on every Pod change.
+	e, err := env.Start(ctx, env.Options{Dir: cfg.Dir, Log: cfg.Log, Nodes: 1,
+		Controllers: []string{"serviceaccount", "serviceaccount-token", "namespace"}})
 	if err != nil {
 		return nil, err
 	}
@@ -133,15 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := w.create(ctx); err != nil {
 		return report, err
 	}
-	if err := add(b.ours(ctx, w)); err != nil {
-		return report, err
-	}
-	if cfg.Naive {
-		if err := add(b.naive(ctx, w)); err != nil {
-			return report, err
-		}
-	}
-	return report, nil
+	return report, add(b.scale(ctx, w))
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -156,11 +153,11 @@ func (b *bench) startEmulator(ctx context.Context, l Limits) (*env.Emulator, err
 	if err != nil {
 		return nil, err
 	}
-	b.env.Emulator = em
 	return em, nil
 }
 
-func (b *bench) startController(ctx context.Context, name string, extra ...string) (*env.Controller, error) {
+func (b *bench) startController(ctx context.Context, em *env.Emulator, name string, extra ...string) (*env.Controller, error) {
+	b.env.Emulator = em
 	args := []string{"--resync-period", b.cfg.ResyncPeriod.String(), "-v", "1"}
 	if b.cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(b.cfg.Workers))
@@ -169,9 +166,11 @@ func (b *bench) startController(ctx context.Context, name string, extra ...strin
 	return b.env.StartController(ctx, env.ControllerOptions{Name: name, NoWebhook: true, Args: args})
 }
 
-// ours runs the controller binary through cold start, steady state and a
-// full churn of w.
-func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
+// scale runs cold start, steady state and full churn of w: our controller
+// on one account, the naive baseline on another. The baseline's cold start
+// runs during our steady state, which counts calls (another account's
+// traffic does not change them); then both follow the same churn.
+func (b *bench) scale(ctx context.Context, w *workload) ([]Result, error) {
 	em, err := b.startEmulator(ctx, b.cfg.Limits)
 	if err != nil {
 		return nil, err
@@ -179,7 +178,7 @@ func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
 	defer func() { _ = em.Process.Stop(5 * time.Second) }()
 	b.logf("Cold start: clb-direct starts with %d Pods running", w.services*w.pods)
 	start := time.Now()
-	ctrl, err := b.startController(ctx, "bench")
+	ctrl, err := b.startController(ctx, em, "bench")
 	if err != nil {
 		return nil, err
 	}
@@ -200,11 +199,27 @@ func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
 	cold.Met = ptr(cold.TimeRatio() <= 1.2 && float64(cold.Writes) <= 1.05*float64(cold.MinWrites))
 	results := []Result{cold}
 
+	var baseline *naiveRun
+	naiveDone := make(chan error, 1)
+	if b.cfg.Naive {
+		go func() {
+			var err error
+			baseline, err = b.naiveColdStart(ctx, w)
+			naiveDone <- err
+		}()
+	}
 	steady, err := b.steadyState(ctx, em, w.services)
 	if err != nil {
 		return results, err
 	}
 	results = append(results, steady)
+	if b.cfg.Naive {
+		if err := <-naiveDone; err != nil {
+			return results, fmt.Errorf("naive cold start: %w", err)
+		}
+		defer baseline.stop()
+		results = append(results, baseline.cold)
+	}
 
 	b.logf("Full churn: every Service's %d Pods replaced", w.pods)
 	start = time.Now()
@@ -215,7 +230,17 @@ func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
 	if want, err = w.desired(ctx); err != nil {
 		return results, err
 	}
-	if conv, err = waitConverged(ctx, em, want, start, b.cfg.ConvergeTimeout); err != nil {
+	var naiveConv converged
+	var naiveErr error
+	var waiting sync.WaitGroup
+	if b.cfg.Naive {
+		waiting.Go(func() {
+			naiveConv, naiveErr = waitConverged(ctx, baseline.em, want, start, kubeDone+b.cfg.NaiveTimeout)
+		})
+	}
+	conv, err = waitConverged(ctx, em, want, start, b.cfg.ConvergeTimeout)
+	waiting.Wait()
+	if err != nil {
 		return results, fmt.Errorf("churn: %w", err)
 	}
 	churn, err := b.churnResult(ctx, em, "clb-direct", start, conv, kubeDone, w)
@@ -224,7 +249,15 @@ func (b *bench) ours(ctx context.Context, w *workload) ([]Result, error) {
 	}
 	churn.Target = "time ≤ 1.3 × bound"
 	churn.Met = ptr(churn.TimeRatio() <= 1.3)
-	return append(results, churn), nil
+	results = append(results, churn)
+	if !b.cfg.Naive {
+		return results, nil
+	}
+	if naiveErr != nil {
+		return results, fmt.Errorf("naive churn: %w", naiveErr)
+	}
+	naiveChurn, err := b.churnResult(ctx, baseline.em, "naive", start, naiveConv, kubeDone, w)
+	return append(results, naiveChurn), err
 }
 
 // churnResult: the floor of a churn is the cloud's, or the time the API
@@ -254,7 +287,7 @@ func (b *bench) steadyState(ctx context.Context, em *env.Emulator, clbs int) (Re
 	b.logf("Steady state: %d resync periods of %s with nothing changing", b.cfg.Resyncs, b.cfg.ResyncPeriod)
 	// The window starts with a resync, so that it holds exactly Resyncs of
 	// them, none cut in two.
-	start, err := nextCall(ctx, em, time.Now(), b.cfg.ResyncPeriod+10*time.Second)
+	start, err := nextBurst(ctx, em, min(2*time.Second, b.cfg.ResyncPeriod/4), 2*b.cfg.ResyncPeriod+10*time.Second)
 	if err != nil {
 		return Result{}, fmt.Errorf("waiting for a resync: %w", err)
 	}
@@ -286,38 +319,29 @@ func (b *bench) result(ctx context.Context, em *env.Emulator, scenario, strategy
 		BoundSeconds: floor.Bound(b.cfg.Limits).Seconds(), Writes: writes, MinWrites: floor.Writes(), Reads: reads, Calls: byAction}, nil
 }
 
-// naive runs the baseline through cold start, and through a full churn
-// of the state our controller converges to, each on a fresh account.
-func (b *bench) naive(ctx context.Context, w *workload) ([]Result, error) {
-	b.logf("Cold start (naive)")
-	cold, err := b.runNaive(ctx, w, false, func(context.Context) error { return nil })
-	if err != nil {
-		return nil, fmt.Errorf("naive cold start: %w", err)
-	}
-	results := []Result{cold}
-	b.logf("Full churn (naive)")
-	churn, err := b.runNaive(ctx, w, true, w.roll)
-	if err != nil {
-		return results, fmt.Errorf("naive churn: %w", err)
-	}
-	return append(results, churn), nil
+// naiveRun is the baseline, after its cold start, following the Pods on
+// its own account.
+type naiveRun struct {
+	em   *env.Emulator
+	cold Result
+	stop func()
 }
 
-// runNaive starts the baseline on a fresh account, makes the change and
-// measures until the account matches the Pods or NaiveTimeout passes after
-// the change is made. adopt sets the account up first with our controller,
-// and the baseline takes over from it: the churn scenario.
-func (b *bench) runNaive(ctx context.Context, w *workload, adopt bool, change func(context.Context) error) (Result, error) {
+// naiveCold start measures the baseline's cold start on a fresh account,
+// for NaiveTimeout at most, then has it take over from where it got:
+// registering what it had not yet (not measured), so that it enters the
+// churn from the same state as our controller.
+func (b *bench) naiveColdStart(ctx context.Context, w *workload) (*naiveRun, error) {
 	em, err := b.startEmulator(ctx, b.cfg.Limits)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	defer func() { _ = em.Process.Stop(5 * time.Second) }()
-	if adopt {
-		if err := b.converge(ctx, em, w); err != nil {
-			return Result{}, err
+	run := &naiveRun{em: em}
+	defer func() {
+		if run.stop == nil {
+			_ = em.Process.Stop(5 * time.Second)
 		}
-	}
+	}()
 	// The adapter reads its credentials from the environment, as the
 	// controller binary does.
 	os.Setenv(tencent.EnvSecretID, em.SecretID)
@@ -325,60 +349,51 @@ func (b *bench) runNaive(ctx context.Context, w *workload, adopt bool, change fu
 	c, err := tencent.New(tencent.Options{Region: em.Region, Endpoint: em.Addr, Scheme: "http",
 		RateLimit: b.cfg.Limits.RequestsPerSecond})
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	baseline := newNaive(c, b.env.Admin, w.namespace, naiveWorkers)
-	done := make(chan error, 1)
-	started := make(chan struct{})
+	b.logf("Cold start (naive)")
 	start := time.Now()
-	go func() { done <- baseline.run(ctx, adopt, started) }()
-	if adopt {
-		select {
-		case <-started:
-		case err := <-done:
-			return Result{}, fmt.Errorf("the baseline stopped: %w", err)
-		}
-		start = time.Now()
-	}
-	if err := change(ctx); err != nil {
-		return Result{}, err
-	}
-	kubeDone := time.Since(start)
+	coldCtx, stopCold := context.WithCancel(ctx)
+	defer stopCold()
+	done := make(chan error, 1)
+	go func() {
+		done <- newNaive(c, b.env.Admin, w.namespace, naiveWorkers).run(coldCtx, false, make(chan struct{}))
+	}()
 	want, err := w.desired(ctx)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	conv, err := waitConverged(ctx, em, want, start, kubeDone+b.cfg.NaiveTimeout)
+	conv, err := waitConverged(ctx, em, want, start, b.cfg.NaiveTimeout)
 	if err != nil {
 		select {
 		case runErr := <-done:
 			err = fmt.Errorf("%w (the baseline stopped: %v)", err, runErr)
 		default:
 		}
-		return Result{}, err
+		return nil, err
 	}
-	if adopt {
-		return b.churnResult(ctx, em, "naive", start, conv, kubeDone, w)
+	if run.cold, err = b.result(ctx, em, "cold start", "naive", start, conv, coldStartFloor(w.services, w.pods)); err != nil {
+		return nil, err
 	}
-	return b.result(ctx, em, "cold start", "naive", start, conv, coldStartFloor(w.services, w.pods))
-}
+	stopCold()
+	<-done
 
-// converge runs our controller until the account matches the Pods, and
-// stops it (the CLBs stay).
-func (b *bench) converge(ctx context.Context, em *env.Emulator, w *workload) error {
-	ctrl, err := b.startController(ctx, "bench-setup")
-	if err != nil {
-		return err
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	following := make(chan error, 1)
+	started := make(chan struct{})
+	go func() { following <- newNaive(c, b.env.Admin, w.namespace, naiveWorkers).run(followCtx, true, started) }()
+	select {
+	case <-started:
+	case err := <-following:
+		stopFollowing()
+		return nil, fmt.Errorf("the baseline stopped taking over: %w", err)
 	}
-	defer func() { _ = ctrl.Stop(30 * time.Second) }()
-	want, err := w.desired(ctx)
-	if err != nil {
-		return err
+	run.stop = func() {
+		stopFollowing()
+		<-following
+		_ = em.Process.Stop(5 * time.Second)
 	}
-	_, err = waitConverged(ctx, em, want, time.Now(), b.cfg.ConvergeTimeout)
-	return err
+	return run, nil
 }
 
 // naiveWorkers send the baseline's calls: enough to keep every action's
@@ -455,22 +470,37 @@ func difference(state fake.State, want map[types.UID]map[string]bool) int {
 	return n
 }
 
-// nextCall waits for the first call the emulator receives after since and
+// nextBurst waits for the first call after a quiet spell of at least
+// quiet (the start of a resync's reads, not the tail of one under way) and
 // returns its time.
-func nextCall(ctx context.Context, em *env.Emulator, since time.Time, timeout time.Duration) (time.Time, error) {
+func nextBurst(ctx context.Context, em *env.Emulator, quiet, timeout time.Duration) (time.Time, error) {
+	last := time.Now()
+	calls, err := em.Calls(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(calls) > 0 {
+		last = calls[len(calls)-1].Time
+	}
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		calls, err := callsBetween(ctx, em, since, time.Now())
-		if err != nil {
-			return time.Time{}, err
-		}
-		if len(calls) > 0 {
-			return calls[0].Time, nil
-		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return time.Time{}, err
 		}
+		calls, err := em.Calls(ctx)
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, c := range calls {
+			if !c.Time.After(last) {
+				continue
+			}
+			if c.Time.Sub(last) >= quiet {
+				return c.Time, nil
+			}
+			last = c.Time
+		}
 	}
-	return time.Time{}, fmt.Errorf("no call in %s", timeout)
+	return time.Time{}, fmt.Errorf("no call after %s of quiet within %s", quiet, timeout)
 }
 
 // callsBetween is the emulator's call log from start to end.

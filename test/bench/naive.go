@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ type naive struct {
 	// listeners: Service name → its CLB and listener, once created.
 	listeners map[string]naiveListener
 	ready     map[string]bool // Pod key → registered
+	pods      cache.Store
 	ops       chan naiveOp
 }
 
@@ -64,6 +66,7 @@ func (n *naive) run(ctx context.Context, adopt bool, started chan<- struct{}) er
 	if err != nil {
 		return err
 	}
+	n.pods = pods.GetStore()
 	setUp := n.createLoadBalancer
 	if adopt {
 		setUp = n.adoptLoadBalancer
@@ -135,10 +138,44 @@ func (n *naive) adoptLoadBalancer(ctx context.Context, svc *v1.Service) error {
 	if err != nil || len(listeners) != 1 {
 		return fmt.Errorf("finding the one listener of %s: %d found, %v", svc.Name, len(listeners), err)
 	}
+	l := naiveListener{loadBalancerID: lbs[0].ID, listenerID: listeners[0].ID}
+	if err := n.fill(ctx, svc.Name, l); err != nil {
+		return err
+	}
 	n.mu.Lock()
-	n.listeners[svc.Name] = naiveListener{loadBalancerID: lbs[0].ID, listenerID: listeners[0].ID}
+	n.listeners[svc.Name] = l
 	n.mu.Unlock()
 	return nil
+}
+
+// fill registers the Service's ready Pods the CLB lacks, in batches: the
+// set-up of a takeover, not the strategy measured.
+func (n *naive) fill(ctx context.Context, service string, l naiveListener) error {
+	registered, err := n.cloud.DescribeBackends(ctx, l.loadBalancerID)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, t := range registered[l.listenerID] {
+		have[t.IP] = true
+	}
+	var missing []cloud.ListenerBackend
+	for _, obj := range n.pods.List() {
+		pod := obj.(*v1.Pod)
+		if pod.Labels[benchLabel] == service && pod.Status.PodIP != "" && podReady(pod) && !have[pod.Status.PodIP] {
+			missing = append(missing, cloud.ListenerBackend{ListenerID: l.listenerID, Backend: naiveTarget(pod)})
+		}
+	}
+	for batch := range slices.Chunk(missing, cloud.MaxBackendsPerBatch) {
+		if err := n.cloud.RegisterBackends(ctx, l.loadBalancerID, batch); err != nil {
+			return fmt.Errorf("registering the Pods of %s: %w", service, err)
+		}
+	}
+	return nil
+}
+
+func naiveTarget(pod *v1.Pod) cloud.Backend {
+	return cloud.Backend{IP: pod.Status.PodIP, Port: targetPort, Weight: 10}
 }
 
 func (n *naive) podChanged(obj any) {
@@ -162,7 +199,7 @@ func (n *naive) enqueue(pod *v1.Pod, ready bool) {
 	n.mu.Unlock()
 	if changed && pod.Status.PodIP != "" {
 		n.ops <- naiveOp{service: pod.Labels[benchLabel], register: ready,
-			target: cloud.Backend{IP: pod.Status.PodIP, Port: targetPort, Weight: 10}}
+			target: naiveTarget(pod)}
 	}
 }
 

@@ -161,16 +161,17 @@ func (w *workload) roll(ctx context.Context) error {
 	})
 }
 
-// setReady flips one Pod's Ready condition and returns when the API server
-// accepted it, and the time just before the request was sent.
-func (w *workload) setReady(ctx context.Context, svc, j int, ready bool) (time.Time, error) {
+// setReady flips one Pod's Ready condition and returns the times the
+// request was sent and the API server's answer came back: the change was
+// committed, and its watch event sent, in between.
+func (w *workload) setReady(ctx context.Context, svc, j int, ready bool) (sent, acked time.Time, err error) {
 	w.mu.Lock()
 	gen := w.generation[svc]
 	w.mu.Unlock()
 	pods := w.client.CoreV1().Pods(w.namespace)
 	pod, err := pods.Get(ctx, podName(svc, gen, j), metav1.GetOptions{})
 	if err != nil {
-		return time.Time{}, err
+		return sent, acked, err
 	}
 	status := v1.ConditionFalse
 	if ready {
@@ -181,11 +182,11 @@ func (w *workload) setReady(ctx context.Context, svc, j int, ready bool) (time.T
 			pod.Status.Conditions[i].Status = status
 		}
 	}
-	sent := time.Now()
+	sent = time.Now()
 	if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
-		return time.Time{}, fmt.Errorf("setting Pod %s ready=%v: %w", pod.Name, ready, err)
+		return sent, acked, fmt.Errorf("setting Pod %s ready=%v: %w", pod.Name, ready, err)
 	}
-	return sent, nil
+	return sent, time.Now(), nil
 }
 
 // desired lists, for each Service UID, the Pod addresses (IP:port) its CLB

@@ -90,6 +90,9 @@ type Options struct {
 	AuditController bool
 	// APIServerFlags are appended to the API server's flags.
 	APIServerFlags []string
+	// Controllers run in kube-controller-manager; nil means
+	// cluster.DefaultControllers.
+	Controllers []string
 }
 
 // Env is a running installation, less the controller (StartController).
@@ -132,7 +135,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	fmt.Fprintln(opts.Log, "Starting etcd, kube-apiserver and kube-controller-manager...")
 	// The cluster lives until Stop; ctx only bounds the start.
-	clusterOpts := cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log, APIServerFlags: opts.APIServerFlags}
+	clusterOpts := cluster.Options{LogDir: filepath.Join(opts.Dir, "logs"), Log: opts.Log, APIServerFlags: opts.APIServerFlags,
+		Controllers: opts.Controllers}
 	if opts.AuditController {
 		clusterOpts.AuditUsers = []string{ControllerUser}
 	}
