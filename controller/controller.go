@@ -72,6 +72,9 @@ type Options struct {
 	// Metrics records the sync duration and the backend registration
 	// latency; nil records nothing.
 	Metrics *Metrics
+	// PodEventWindow spaces out the syncs a stream of Pod changes causes to
+	// one Service (see podEventPacer); zero means defaultPodEventWindow.
+	PodEventWindow time.Duration
 	// Clock is injected for tests.
 	Clock clock.WithTicker
 }
@@ -106,6 +109,7 @@ type Controller struct {
 	unsupported string
 
 	observed          observedCache
+	podEvents         *podEventPacer
 	loadBalancerLocks keyedLocks
 	quotas            quotaCache
 	switches          switchTracker
@@ -139,6 +143,9 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.PodEventWindow <= 0 {
+		opts.PodEventWindow = defaultPodEventWindow
+	}
 	logger := klog.FromContext(ctx)
 	c := &Controller{
 		client:         client,
@@ -151,6 +158,7 @@ func New(ctx context.Context, client kubernetes.Interface, clb cloud.Interface, 
 		cachesSynced:   []cache.InformerSynced{serviceInformer.Informer().HasSynced, podInformer.Informer().HasSynced},
 		queue:          workqueue.NewTypedRateLimitingQueueWithConfig(newRateLimiter(), workqueue.TypedRateLimitingQueueConfig[string]{Name: "clb-direct", Clock: opts.Clock}),
 		observed:       observedCache{entries: map[string]observedEntry{}},
+		podEvents:      newPodEventPacer(opts.PodEventWindow, opts.Clock),
 	}
 	if err := serviceInformer.Informer().AddIndexers(cache.Indexers{
 		selectorIndex:      serviceSelectorIndexFunc,
@@ -346,10 +354,18 @@ func (c *Controller) onPodDelete(obj any) {
 	c.enqueuePodServices(pod)
 }
 
-// enqueuePodServices queues the Services whose selector matches the Pod.
+// enqueuePodServices queues the Services whose selector matches the Pod,
+// paced per Service.
 func (c *Controller) enqueuePodServices(pod *v1.Pod) {
 	for _, svc := range c.servicesSelecting(pod) {
-		c.enqueueService(svc)
+		key, err := cache.MetaNamespaceKeyFunc(svc)
+		if err != nil {
+			utilruntime.HandleError(fmt.Errorf("computing the key of Service %s/%s: %w", svc.Namespace, svc.Name, err))
+			continue
+		}
+		if after, queue := c.podEvents.delay(key); queue {
+			c.queue.AddAfter(key, after)
+		}
 	}
 }
 

@@ -654,6 +654,8 @@ func TestPodEventsQueueOnlyTheServicesSelectingThePod(t *testing.T) {
 	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
 		t.Errorf("queued %q, want only %q", got, testKey)
 	}
+	// Each check comes a quiet while after the one before: no pacing.
+	f.clock.Step(defaultPodEventWindow)
 	f.ctrl.enqueuePodServices(readyPod("b", "10.0.0.2", func(p *v1.Pod) { p.Labels["tier"] = "front" }))
 	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{"ns/multi", testKey}) {
 		t.Errorf("queued %q, want ns/multi and %s", got, testKey)
@@ -669,10 +671,69 @@ func TestPodEventsQueueOnlyTheServicesSelectingThePod(t *testing.T) {
 	}
 	c := b.DeepCopy()
 	podUnready(c)
+	f.clock.Step(defaultPodEventWindow)
 	f.ctrl.onPodUpdate(b, c)
 	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
 		t.Errorf("readiness change queued %q, want %q", got, testKey)
 	}
+}
+
+// A stream of Pod changes to one Service is synced at its first change,
+// then once per window, however many changes the window brings; another
+// Service's changes are paced on their own.
+func TestPodChangesArePacedPerService(t *testing.T) {
+	other := directService(func(s *v1.Service) {
+		s.Name = "other"
+		s.UID = "uid-other"
+		s.Spec.Selector = map[string]string{"app": "other"}
+	})
+	f := newFixture(t, nil, directService(), other)
+	web := func(i int) *v1.Pod { return readyPod(fmt.Sprintf("web-%d", i), fmt.Sprintf("10.0.0.%d", i)) }
+	step := defaultPodEventWindow / 10
+
+	f.ctrl.enqueuePodServices(web(1))
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Fatalf("first change queued %q, want %q at once", got, testKey)
+	}
+	// Nine more changes within the window: nothing now, one sync at its end.
+	for i := 2; i <= 10; i++ {
+		f.clock.Step(step)
+		f.ctrl.enqueuePodServices(web(i))
+	}
+	f.ctrl.enqueuePodServices(readyPod("o", "10.0.1.1", func(p *v1.Pod) { p.Labels["app"] = "other" }))
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{"ns/other"}) {
+		t.Fatalf("within the window queued %q, want only the other Service's first change", got)
+	}
+	f.clock.Step(step)
+	if got := drainQueueWhenDue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Fatalf("at the window's end queued %q, want one sync of %q", got, testKey)
+	}
+	// Changes go on: the next sync is one window later.
+	f.clock.Step(step)
+	f.ctrl.enqueuePodServices(web(11))
+	f.clock.Step(defaultPodEventWindow - 2*step)
+	if got := drainQueue(f.ctrl); len(got) != 0 {
+		t.Fatalf("queued %q before the next window's end", got)
+	}
+	f.clock.Step(step)
+	if got := drainQueueWhenDue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Fatalf("at the next window's end queued %q, want %q", got, testKey)
+	}
+	// After a quiet window, a change is synced at once again.
+	f.clock.Step(defaultPodEventWindow)
+	f.ctrl.enqueuePodServices(web(12))
+	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
+		t.Fatalf("a change after a quiet window queued %q, want %q at once", got, testKey)
+	}
+}
+
+// drainQueueWhenDue drains the queue once a key the fake clock made due
+// has reached it: the delaying queue moves it over in a goroutine.
+func drainQueueWhenDue(c *Controller) []string {
+	for deadline := time.Now().Add(5 * time.Second); c.queue.Len() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return drainQueue(c)
 }
 
 func drainQueue(c *Controller) []string {

@@ -152,6 +152,7 @@ func (c *Controller) syncService(ctx context.Context, key string) (err error) {
 	if apierrors.IsNotFound(err) {
 		c.observed.forget(key)
 		c.reported.Delete(key)
+		c.podEvents.forget(key)
 		return nil
 	}
 	if err != nil {
