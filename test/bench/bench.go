@@ -157,13 +157,12 @@ func (b *bench) startEmulator(ctx context.Context, l Limits) (*env.Emulator, err
 }
 
 func (b *bench) startController(ctx context.Context, em *env.Emulator, name string, extra ...string) (*env.Controller, error) {
-	b.env.Emulator = em
 	args := []string{"--resync-period", b.cfg.ResyncPeriod.String(), "-v", "1"}
 	if b.cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(b.cfg.Workers))
 	}
 	args = append(args, extra...)
-	return b.env.StartController(ctx, env.ControllerOptions{Name: name, NoWebhook: true, Args: args})
+	return b.env.StartController(ctx, env.ControllerOptions{Name: name, Emulator: em, NoWebhook: true, Args: args})
 }
 
 // scale runs cold start, steady state and full churn of w: our controller
