@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"clb-direct/cloud/emulator"
+	"clb-direct/test/env"
 )
 
 // latency measures, among LatencyServices idle Services in turn, how long
@@ -53,7 +54,7 @@ func (b *bench) latency(ctx context.Context) ([]Result, error) {
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return results, err
 		}
-		r, err := b.podChanges(ctx, w, ctrl.Pid(), n, unready)
+		r, err := b.podChanges(ctx, em, w, ctrl.Pid(), n, unready)
 		if err != nil {
 			return results, err
 		}
@@ -78,7 +79,7 @@ func (b *bench) latency(ctx context.Context) ([]Result, error) {
 // podChanges flips one Pod's readiness LatencyEvents times, spread over
 // the n Services, one at a time, and matches each to the first write the
 // emulator received for its CLB after it.
-func (b *bench) podChanges(ctx context.Context, w *workload, pid, n int, unready map[int]bool) (Result, error) {
+func (b *bench) podChanges(ctx context.Context, em *env.Emulator, w *workload, pid, n int, unready map[int]bool) (Result, error) {
 	ids, err := loadBalancerIDs(ctx, b.env, w.namespace)
 	if err != nil {
 		return Result{}, err
@@ -115,7 +116,7 @@ func (b *bench) podChanges(ctx context.Context, w *workload, pid, n int, unready
 	if err != nil {
 		return Result{}, err
 	}
-	calls, err := callsBetween(ctx, b.env.Emulator, start, time.Now())
+	calls, err := callsBetween(ctx, em, start, time.Now())
 	if err != nil {
 		return Result{}, err
 	}
