@@ -35,6 +35,8 @@ func main() {
 	flag.IntVar(&cfg.Resyncs, "resyncs", 5, "resync periods of the steady-state scenario")
 	flag.StringVar(&latencyServices, "latency-services", "100,1000", "idle Services the one-Pod-change latency is measured among, comma-separated (empty: skipped)")
 	flag.IntVar(&cfg.LatencyEvents, "latency-events", 150, "Pod changes measured at each number of Services")
+	flag.IntVar(&cfg.MemoryServices, "memory-services", 2000, "Services of the memory scenario (0: skipped)")
+	flag.IntVar(&cfg.MemoryPods, "memory-pods", 50000, "Pods of the memory scenario")
 	flag.BoolVar(&cfg.Naive, "naive", true, "run the naive baseline too")
 	flag.DurationVar(&cfg.NaiveTimeout, "naive-timeout", 60*time.Second, "longest the baseline runs a scenario; its time is projected from its progress when cut short")
 	flag.DurationVar(&cfg.ConvergeTimeout, "converge-timeout", 5*time.Minute, "longest clb-direct may take to converge")

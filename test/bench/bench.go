@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"clb-direct/cloud"
 	"clb-direct/cloud/emulator"
@@ -48,6 +50,8 @@ type Config struct {
 	// cut short.
 	Naive        bool
 	NaiveTimeout time.Duration
+	// MemoryServices × MemoryPods is the memory scenario's size (0: skipped).
+	MemoryServices, MemoryPods int
 	// ConvergeTimeout bounds our controller's scenarios.
 	ConvergeTimeout time.Duration
 	Dir             string
@@ -138,7 +142,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := w.create(ctx); err != nil {
 		return report, err
 	}
-	return report, add(b.scale(ctx, w))
+	if err := add(b.scale(ctx, w)); err != nil {
+		return report, err
+	}
+	if cfg.MemoryServices > 0 {
+		return report, add(b.memory(ctx))
+	}
+	return report, nil
+}
+
+// memory runs the memory scenario: the controller binary fed by the stub
+// API (no kube-apiserver: its memory is the controller's alone to judge).
+func (b *bench) memory(ctx context.Context) ([]Result, error) {
+	b.logf("Memory: %d Services × %d Pods from the stub API", b.cfg.MemoryServices, b.cfg.MemoryPods)
+	m, err := MeasureMemory(ctx, MemoryConfig{ControllerBin: b.env.Bins.Controller, EmulatorBin: b.env.Bins.Emulator,
+		Services: b.cfg.MemoryServices, Pods: b.cfg.MemoryPods, Dir: filepath.Join(b.cfg.Dir, "memory"), Log: b.log})
+	if err != nil {
+		return nil, err
+	}
+	const mib = 1 << 20
+	rss := float64(m.RSSBytes) / mib
+	return []Result{{Scenario: "memory", Strategy: "clb-direct", Seconds: m.SyncTime.Seconds(),
+		Figures: map[string]float64{"services": float64(m.Services), "pods": float64(m.Pods), "targets": float64(m.Targets),
+			"rssMiB": rss, "heapInuseMiB": float64(m.HeapInuseBytes) / mib, "podJSONBytes": float64(m.PodBytes)},
+		Target: "RSS ≤ 150 MiB after sync", Met: ptr.To(rss <= 150 && m.Targets == m.Pods)}}, nil
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -195,7 +222,7 @@ func (b *bench) scale(ctx context.Context, w *workload) ([]Result, error) {
 		return nil, err
 	}
 	cold.Target = "time ≤ 1.2 × bound, writes ≤ 1.05 × minimum"
-	cold.Met = ptr(cold.TimeRatio() <= 1.2 && float64(cold.Writes) <= 1.05*float64(cold.MinWrites))
+	cold.Met = ptr.To(cold.TimeRatio() <= 1.2 && float64(cold.Writes) <= 1.05*float64(cold.MinWrites))
 	results := []Result{cold}
 
 	var baseline *naiveRun
@@ -247,7 +274,7 @@ func (b *bench) scale(ctx context.Context, w *workload) ([]Result, error) {
 		return results, err
 	}
 	churn.Target = "time ≤ 1.3 × bound"
-	churn.Met = ptr(churn.TimeRatio() <= 1.3)
+	churn.Met = ptr.To(churn.TimeRatio() <= 1.3)
 	results = append(results, churn)
 	if !b.cfg.Naive {
 		return results, nil
@@ -304,7 +331,7 @@ func (b *bench) steadyState(ctx context.Context, em *env.Emulator, clbs int) (Re
 	r := Result{Scenario: "steady state", Strategy: "clb-direct", Seconds: window.Seconds(), Writes: writes, Reads: reads, Calls: byAction,
 		Figures: map[string]float64{"readsPerCLBPerResync": perCLB},
 		Target:  "0 writes, ≤ 1 read per CLB per resync"}
-	r.Met = ptr(writes == 0 && perCLB <= 1)
+	r.Met = ptr.To(writes == 0 && perCLB <= 1)
 	return r, nil
 }
 
@@ -537,5 +564,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -72,10 +72,3 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 		t.Errorf("no churn measured")
 	}
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}

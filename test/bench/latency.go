@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"clb-direct/cloud/emulator"
 	"clb-direct/test/env"
@@ -71,11 +72,11 @@ func (b *bench) latency(ctx context.Context) ([]Result, error) {
 		last.Figures["allocsPerEventRatio"] = ratio
 		last.Figures["cpuPerEventRatio"] = last.Figures["cpuMillisPerEvent"] / max(first.Figures["cpuMillisPerEvent"], 1e-9)
 		last.Target = fmt.Sprintf("p99 ≤ 50 ms; work (allocations) per event ≤ 1.5 × that at %.0f Services", first.Figures["services"])
-		last.Met = ptr(last.Figures["p99Millis"] <= 50 && ratio <= 1.5)
+		last.Met = ptr.To(last.Figures["p99Millis"] <= 50 && ratio <= 1.5)
 		results[len(results)-1] = last
 	}
 	results[0].Target = "p99 ≤ 50 ms"
-	results[0].Met = ptr(results[0].Figures["p99Millis"] <= 50)
+	results[0].Met = ptr.To(results[0].Figures["p99Millis"] <= 50)
 	_ = ctrl.Stop(30 * time.Second)
 	// Leave nothing behind for the next scenarios' controllers: the
 	// Services go without their finalizers, as no CLB of theirs matters.

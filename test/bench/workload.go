@@ -40,9 +40,9 @@ const (
 	benchLabel = "clb-direct.bench/service"
 	genLabel   = "clb-direct.bench/generation"
 	targetPort = 8080
-	// benchNode is no Node of the Pod simulator's, which leaves the Pods
+	// workloadNode is no Node of the Pod simulator's, which leaves the Pods
 	// alone.
-	benchNode = "bench-node"
+	workloadNode = "bench-node"
 )
 
 func newWorkload(client kubernetes.Interface, namespace string, services, pods int) *workload {
@@ -98,13 +98,13 @@ func (w *workload) createService(ctx context.Context, i int) error {
 	return nil
 }
 
-// createPod creates a VPC-CNI Pod (it requests an ENI IP) on benchNode and
+// createPod creates a VPC-CNI Pod (it requests an ENI IP) on workloadNode and
 // then gives it the status a kubelet would: an IP, Running, Ready.
 func (w *workload) createPod(ctx context.Context, svc, gen, j int) error {
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: podName(svc, gen, j), Namespace: w.namespace,
 			Labels: map[string]string{benchLabel: serviceName(svc), genLabel: fmt.Sprint(gen)}},
-		Spec: v1.PodSpec{NodeName: benchNode, Containers: []v1.Container{{Name: "app", Image: "bench",
+		Spec: v1.PodSpec{NodeName: workloadNode, Containers: []v1.Container{{Name: "app", Image: "bench",
 			Ports: []v1.ContainerPort{{ContainerPort: targetPort}},
 			Resources: v1.ResourceRequirements{
 				Requests: v1.ResourceList{controller.ResourceENIIP: resource.MustParse("1")},
