@@ -342,6 +342,12 @@ func TestSecondSyncWritesNothing(t *testing.T) {
 		f.mustSync()
 		f.expectActions(want)
 	}
+	// A resync soon after another (as a relist looks) reads nothing.
+	f.clock.Step(defaultResyncPeriod / 4)
+	svc := f.service()
+	f.ctrl.onServiceUpdate(svc, svc)
+	f.mustSync()
+	f.expectActions()
 	if got := f.kubeWrites(); len(got) != 0 {
 		t.Errorf("kube writes on resyncs: %q", got)
 	}
@@ -788,7 +794,9 @@ func waitFor(cond func() bool) error {
 
 // resync delivers what the informer's periodic resync does: the cached
 // Service as both old and new.
+// resync is the informer's periodic resync, a period after the last.
 func (f *fixture) resync() {
+	f.clock.Step(defaultResyncPeriod)
 	svc := f.service()
 	f.ctrl.onServiceUpdate(svc, svc)
 }

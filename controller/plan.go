@@ -3,6 +3,7 @@ package controller
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -20,6 +21,8 @@ type ObservedState struct {
 	// auditListenersNext says which half of the CLB the next resync reads:
 	// the listeners' settings, or else the targets.
 	auditListenersNext bool
+	// audited is when a resync last read the CLB.
+	audited time.Time
 }
 
 // BackendChange is one backend to register, re-weight or deregister on the

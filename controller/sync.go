@@ -81,7 +81,7 @@ func (o *observedCache) set(key string, serviceUID types.UID, s *ObservedState) 
 // and backends leaves the original as it was.
 func (s *ObservedState) clone() *ObservedState {
 	out := &ObservedState{LoadBalancer: s.LoadBalancer, Listeners: slices.Clone(s.Listeners), Backends: make(map[string][]cloud.Backend, len(s.Backends)),
-		auditListenersNext: s.auditListenersNext}
+		auditListenersNext: s.auditListenersNext, audited: s.audited}
 	for id, backends := range s.Backends {
 		out.Backends[id] = slices.Clone(backends)
 	}
@@ -429,7 +429,10 @@ func (c *Controller) observe(ctx context.Context, key string, svc *v1.Service, c
 	// their listeners change without this Service's cache knowing.
 	if cached != nil && cfg.ExistingLoadBalancerID == "" && cached.LoadBalancer.OwnedBy(c.opts.ClusterID, string(svc.UID)) &&
 		(recordedID == "" || recordedID == cached.LoadBalancer.ID) {
-		if !resync {
+		// Resyncs can come closer together than their period (a relist
+		// looks like one too): a CLB is audited at most once per half
+		// period, so a resync costs at most one read per CLB.
+		if !resync || c.opts.Clock.Since(cached.audited) < c.opts.ResyncPeriod/2 {
 			// A copy: apply changes it as writes succeed, while the
 			// readiness worker reads the cached one.
 			return cached.clone(), nil
@@ -521,6 +524,7 @@ func (c *Controller) audit(ctx context.Context, cached *ObservedState) (*Observe
 		s.Backends = backends
 	}
 	s.auditListenersNext = !s.auditListenersNext
+	s.audited = c.opts.Clock.Now()
 	return s, nil
 }
 

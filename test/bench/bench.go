@@ -156,7 +156,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (b *bench) memory(ctx context.Context) ([]Result, error) {
 	b.logf("Memory: %d Services × %d Pods from the stub API", b.cfg.MemoryServices, b.cfg.MemoryPods)
 	m, err := MeasureMemory(ctx, MemoryConfig{ControllerBin: b.env.Bins.Controller, EmulatorBin: b.env.Bins.Emulator,
-		Services: b.cfg.MemoryServices, Pods: b.cfg.MemoryPods, Dir: filepath.Join(b.cfg.Dir, "memory"), Log: b.log})
+		Services: b.cfg.MemoryServices, Pods: b.cfg.MemoryPods, Dir: filepath.Join(b.cfg.Dir, "memory"), Log: b.log,
+		// Memory after the sync is measured, not how fast it gets there.
+		ControllerArgs: []string{"--cloud-rate-limit", "-1", "--kube-api-qps", "1000", "--kube-api-burst", "2000"}})
 	if err != nil {
 		return nil, err
 	}
@@ -328,10 +330,21 @@ func (b *bench) steadyState(ctx context.Context, em *env.Emulator, clbs int) (Re
 	}
 	byAction, writes, reads := countCalls(calls)
 	perCLB := float64(reads) / float64(clbs*b.cfg.Resyncs)
+	readsOf := map[string]int{}
+	for _, c := range calls {
+		if !writeActions[c.Action] {
+			readsOf[c.LoadBalancerID]++
+		}
+	}
+	mostRead := 0
+	for _, n := range readsOf {
+		mostRead = max(mostRead, n)
+	}
 	r := Result{Scenario: "steady state", Strategy: "clb-direct", Seconds: window.Seconds(), Writes: writes, Reads: reads, Calls: byAction,
-		Figures: map[string]float64{"readsPerCLBPerResync": perCLB},
+		Figures: map[string]float64{"readsPerCLBPerResync": perCLB, "mostReadsOfOneCLB": float64(mostRead)},
 		Target:  "0 writes, ≤ 1 read per CLB per resync"}
-	r.Met = ptr.To(writes == 0 && perCLB <= 1)
+	// Every CLB, not only on average.
+	r.Met = ptr.To(writes == 0 && perCLB <= 1 && mostRead <= b.cfg.Resyncs)
 	return r, nil
 }
 
