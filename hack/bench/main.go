@@ -103,7 +103,7 @@ func printTable(w io.Writer, report *bench.Report) {
 	fmt.Fprintf(w, "\nclb-direct scale benchmark, %s, %d CPUs; emulator: %.0f req/s per action, tasks of %s\n\n",
 		report.Started.Format(time.RFC3339), report.CPUs, report.Config.Limits.RequestsPerSecond, report.Config.Limits.TaskDuration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tstrategy\ttime\tbound\ttime/bound\twrites (min)\treads\tvs naive\tfigures\ttarget\tmet")
+	fmt.Fprintln(tw, "scenario\tstrategy\ttime\tbound\ttime/bound\twrites (min)\treads\trejected\tvs naive\tfigures\ttarget\tmet")
 	naive := map[string]bench.Result{}
 	for _, r := range report.Results {
 		if r.Strategy == "naive" {
@@ -135,8 +135,8 @@ func printTable(w io.Writer, report *bench.Report) {
 		if r.Met != nil {
 			met = map[bool]string{true: "yes", false: "NO"}[*r.Met]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
-			r.Scenario, r.Strategy, time, bound, ratio, writes, r.Reads, vsNaive, figures(r.Figures), r.Target, met)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
+			r.Scenario, r.Strategy, time, bound, ratio, writes, r.Reads, r.Rejected, vsNaive, figures(r.Figures), r.Target, met)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

@@ -98,16 +98,21 @@ func churnFloor(services, podsPerService int) Floor {
 	}
 }
 
-// countCalls counts calls per action, and the writes among them.
-func countCalls(calls []emulator.CallRecord) (byAction map[string]int, writes, reads int) {
+// countCalls counts the calls per action, and among those the API served
+// the writes and the reads; rejected are those it refused (throttled, a
+// busy CLB, an injected fault), which the caller retried.
+func countCalls(calls []emulator.CallRecord) (byAction map[string]int, writes, reads, rejected int) {
 	byAction = map[string]int{}
 	for _, c := range calls {
 		byAction[c.Action]++
-		if writeActions[c.Action] {
+		switch {
+		case c.ErrorCode != "":
+			rejected++
+		case writeActions[c.Action]:
 			writes++
-		} else {
+		default:
 			reads++
 		}
 	}
-	return byAction, writes, reads
+	return byAction, writes, reads, rejected
 }

@@ -140,12 +140,12 @@ func (b *bench) podChanges(ctx context.Context, em *env.Emulator, w *workload, c
 		fromEvent = append(fromEvent, max(0, float64(calls[i].Time.Sub(e.acked))/float64(time.Millisecond)))
 		fromRequest = append(fromRequest, float64(calls[i].Time.Sub(e.sent))/float64(time.Millisecond))
 	}
-	byAction, writes, reads := countCalls(calls)
+	byAction, writes, reads, rejected := countCalls(calls)
 	slices.Sort(fromEvent)
 	slices.Sort(fromRequest)
 	events64 := float64(len(events))
 	return Result{Scenario: fmt.Sprintf("one Pod change, %d Services", n), Strategy: "clb-direct",
-		Writes: writes, Reads: reads, Calls: byAction,
+		Writes: writes, Reads: reads, Rejected: rejected, Calls: byAction,
 		Figures: map[string]float64{
 			"services":             float64(n),
 			"events":               events64,
