@@ -55,8 +55,8 @@ const podListPageSize = 500
 // PodInformer returns the factory's Pod informer, built as described
 // above: pass it to New and to readiness.New. Its GetStore and GetIndexer
 // hold cachedPods, not Pods, and it must keep its own transform. It fails
-// if the factory already has a Pod informer (e.g. from
-// the factory's own Pods informer): there is one per factory.
+// if the factory already made its ordinary Pod informer: there is one
+// Pod informer per factory.
 func PodInformer(factory informers.SharedInformerFactory) (coreinformers.PodInformer, error) {
 	created := false
 	informer := factory.InformerFor(&v1.Pod{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {

@@ -1,14 +1,9 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,13 +94,13 @@ func (b *bench) podChanges(ctx context.Context, em *env.Emulator, w *workload, c
 	const spacing = 100 * time.Millisecond
 	// What the controller spends while idle for as long as the changes
 	// take (lease renewals, the runtime) is not work per event.
-	idle, err := workDuring(ctrl, func() error { return sleep(ctx, time.Duration(b.cfg.LatencyEvents)*spacing) })
+	idle, err := workDuring(ctx, ctrl, func() error { return sleep(ctx, time.Duration(b.cfg.LatencyEvents)*spacing) })
 	if err != nil {
 		return Result{}, err
 	}
 	events := make([]event, 0, b.cfg.LatencyEvents)
 	start := time.Now()
-	busy, err := workDuring(ctrl, func() error {
+	busy, err := workDuring(ctx, ctrl, func() error {
 		for k := range b.cfg.LatencyEvents {
 			svc := k * 7919 % n // a prime stride visits the Services in a scattered order
 			unready[svc] = !unready[svc]
@@ -176,70 +171,25 @@ type work struct {
 }
 
 // workDuring is the work the controller did while fn ran.
-func workDuring(ctrl *env.Controller, fn func() error) (work, error) {
-	before, err := workSoFar(ctrl)
+func workDuring(ctx context.Context, ctrl *env.Controller, fn func() error) (work, error) {
+	before, err := workSoFar(ctx, ctrl)
 	if err != nil {
 		return work{}, err
 	}
 	if err := fn(); err != nil {
 		return work{}, err
 	}
-	after, err := workSoFar(ctrl)
+	after, err := workSoFar(ctx, ctrl)
 	return work{cpu: after.cpu - before.cpu, allocs: after.allocs - before.allocs, allocBytes: after.allocBytes - before.allocBytes}, err
 }
 
-// plainClient asks for /metrics uncompressed: gzip would cost the
-// controller a compressor, a megabyte, after every garbage collection, and
-// blur the allocations measured.
-var plainClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
-
-func workSoFar(ctrl *env.Controller) (work, error) {
+func workSoFar(ctx context.Context, ctrl *env.Controller) (work, error) {
 	cpu, err := cpuTime(ctrl.Pid())
 	if err != nil {
 		return work{}, err
 	}
-	resp, err := plainClient.Get("http://" + ctrl.MetricsAddr + "/metrics")
-	if err != nil {
-		return work{}, err
-	}
-	defer resp.Body.Close()
-	w := work{cpu: cpu}
-	scanner := bufio.NewScanner(resp.Body)
-	for scanner.Scan() {
-		name, value, _ := strings.Cut(scanner.Text(), " ")
-		v, _ := strconv.ParseFloat(value, 64)
-		switch name {
-		case "go_memstats_mallocs_total":
-			w.allocs = v
-		case "go_memstats_alloc_bytes_total":
-			w.allocBytes = v
-		}
-	}
-	if w.allocs == 0 {
-		return w, fmt.Errorf("no go_memstats_mallocs_total on %s/metrics", ctrl.MetricsAddr)
-	}
-	return w, scanner.Err()
-}
-
-// cpuTime is the user and system CPU time a process has used, from
-// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
-func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces; the fields after it
-	// start at field 3.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	var ticks int64
-	for _, f := range fields[11:13] {
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	m, err := scrape(ctx, "http://"+ctrl.MetricsAddr+"/metrics", "go_memstats_mallocs_total", "go_memstats_alloc_bytes_total")
+	return work{cpu: cpu, allocs: m["go_memstats_mallocs_total"], allocBytes: m["go_memstats_alloc_bytes_total"]}, err
 }
 
 // deleteAll removes the workload: its Services go at once, without their

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,7 +240,10 @@ func MeasureMemory(ctx context.Context, cfg MemoryConfig) (res MemoryResult, err
 		res.RSSSamples = append(res.RSSSamples, rss)
 		res.RSSBytes = max(res.RSSBytes, rss)
 	}
-	res.HeapInuseBytes, _ = scrapeGauge(ctx, "http://"+metricsAddr+"/metrics", "go_memstats_heap_inuse_bytes")
+	const heapInuse = "go_memstats_heap_inuse_bytes"
+	if m, err := scrape(ctx, "http://"+metricsAddr+"/metrics", heapInuse); err == nil {
+		res.HeapInuseBytes = int64(m[heapInuse])
+	}
 	if res.CPUTime, err = cpuTime(ctrl.Pid()); err != nil {
 		return res, err
 	}
@@ -340,26 +344,41 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
-// scrapeGauge reads one unlabelled sample from a Prometheus text endpoint.
-func scrapeGauge(ctx context.Context, url, name string) (int64, error) {
+// scrape reads unlabelled samples from a Prometheus text endpoint,
+// uncompressed: gzip would cost the process a compressor after every
+// garbage collection and blur the allocations measured.
+func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := plainClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	out := map[string]float64{}
 	scanner := bufio.NewScanner(resp.Body)
 	for scanner.Scan() {
-		if value, ok := strings.CutPrefix(scanner.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(value, 64)
-			return int64(f), err
+		name, value, _ := strings.Cut(scanner.Text(), " ")
+		if slices.Contains(names, name) {
+			if out[name], err = strconv.ParseFloat(value, 64); err != nil {
+				return nil, fmt.Errorf("%s at %s: %w", name, url, err)
+			}
 		}
 	}
-	return 0, fmt.Errorf("%s not found at %s", name, url)
+	if err := scanner.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, ok := out[name]; !ok {
+			return nil, fmt.Errorf("%s not found at %s", name, url)
+		}
+	}
+	return out, nil
 }
+
+var plainClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
 
 // logErrors returns up to n error lines (klog's "E" lines) of a log.
 func logErrors(path string, n int) []string {
