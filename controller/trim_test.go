@@ -714,10 +714,10 @@ func TestTrimForCacheKeepsOnlyWhatIsRead(t *testing.T) {
 		},
 	}, {
 		name: "anything else loses only its managed fields",
-		whole: &v1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"a": "b"}, ManagedFields: managedFields()},
-			Subsets: []v1.EndpointSubset{{Addresses: []v1.EndpointAddress{{IP: "10.0.0.1"}}}}},
-		want: &v1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"a": "b"}},
-			Subsets: []v1.EndpointSubset{{Addresses: []v1.EndpointAddress{{IP: "10.0.0.1"}}}}},
+		whole: &v1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"a": "b"}, ManagedFields: managedFields()},
+			Data: map[string][]byte{"key": []byte("value")}},
+		want: &v1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"a": "b"}},
+			Data: map[string][]byte{"key": []byte("value")}},
 	}, {
 		name:  "a tombstone passes through",
 		whole: cache.DeletedFinalStateUnknown{Key: "ns/web-1", Obj: wholePod("web-1", "10.0.0.1")},

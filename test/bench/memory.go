@@ -622,7 +622,7 @@ func benchNode(i int) *corev1.Node {
 			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: ip}},
 			NodeInfo: corev1.NodeSystemInfo{MachineID: fmt.Sprintf("%032x", i), SystemUUID: fmt.Sprintf("%032x", i), BootID: fmt.Sprintf("%032x", i),
 				KernelVersion: "5.4.241-1-tlinux4-0017.7", OSImage: "TencentOS Server 3.1 (Final)", ContainerRuntimeVersion: "containerd://1.6.9-tke.5",
-				KubeletVersion: "v1.34.2", KubeProxyVersion: "v1.34.2", OperatingSystem: "linux", Architecture: "amd64"},
+				KubeletVersion: "v1.34.2", OperatingSystem: "linux", Architecture: "amd64"},
 			Images: images,
 		},
 	}

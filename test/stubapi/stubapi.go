@@ -896,7 +896,6 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, na
 	} else {
 		cursor = sort.Search(len(s.log), func(i int) bool { return s.log[i].obj.rv > fromRV })
 	}
-	changed := s.changed
 	s.mu.Unlock()
 
 	contentType := "application/json"
@@ -920,7 +919,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *resource, na
 		s.mu.Lock()
 		pending := s.log[cursor:]
 		cursor = len(s.log)
-		changed = s.changed
+		changed := s.changed
 		s.mu.Unlock()
 		for _, c := range pending {
 			if c.res == res && sel.matches(c.obj) {
@@ -1078,7 +1077,7 @@ func (s *Server) applyPatch(res *resource, namespace, name, subresource string, 
 		return apierrors.NewConflict(res.groupResource(), name, errors.New("the object has been modified; please apply your changes to the latest version and try again")), nil
 	}
 	if uid, _ := afterMeta["uid"].(string); uid != string(current.uid) {
-		return apierrors.NewConflict(res.groupResource(), name, fmt.Errorf("Precondition failed: UID in precondition: %s, UID in object meta: %s", uid, current.uid)), nil
+		return apierrors.NewConflict(res.groupResource(), name, fmt.Errorf("precondition failed: UID in precondition: %s, UID in object meta: %s", uid, current.uid)), nil
 	}
 	// The status subresource changes the status alone; the object
 	// everything but.
