@@ -688,58 +688,46 @@ func TestPodEventsQueueOnlyTheServicesSelectingThePod(t *testing.T) {
 // then once per window, however many changes the window brings; another
 // Service's changes are paced on their own.
 func TestPodChangesArePacedPerService(t *testing.T) {
-	other := directService(func(s *v1.Service) {
-		s.Name = "other"
-		s.UID = "uid-other"
-		s.Spec.Selector = map[string]string{"app": "other"}
-	})
-	f := newFixture(t, nil, directService(), other)
-	web := func(i int) *v1.Pod { return readyPod(fmt.Sprintf("web-%d", i), fmt.Sprintf("10.0.0.%d", i)) }
-	step := defaultPodEventWindow / 10
+	clk := testingclock.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	const window = time.Second
+	pacer := newPodEventPacer(window, clk)
+	step := window / 10
+	expect := func(key string, wantAfter time.Duration, wantQueue bool) {
+		t.Helper()
+		if after, queue := pacer.delay(key); after != wantAfter || queue != wantQueue {
+			t.Errorf("at %s, %s: after %s, queue %v; want %s, %v", clk.Now().Format("05.000"), key, after, queue, wantAfter, wantQueue)
+		}
+	}
+	expect("ns/web", 0, true) // the first change: at once
+	clk.SetTime(clk.Now().Add(step))
+	expect("ns/web", window-step, true) // the second: at the window's end
+	for range 8 {
+		clk.SetTime(clk.Now().Add(step))
+		expect("ns/web", 0, false) // the rest: that sync sees them
+	}
+	expect("ns/other", 0, true) // another Service is paced on its own
+	// Past the window's end (the sync due then has run), a change goes to
+	// the end of the next window.
+	clk.SetTime(clk.Now().Add(2 * step))
+	expect("ns/web", window-step, true)
+	clk.SetTime(clk.Now().Add(2 * window))
+	expect("ns/web", 0, true) // after a quiet window: at once again
+	pacer.forget("ns/web")
+	expect("ns/web", 0, true)
+}
 
-	f.ctrl.enqueuePodServices(web(1))
+// Pod events reach the queue through the pacer: a first change at once, a
+// second within the window not yet.
+func TestPodEventsArePaced(t *testing.T) {
+	f := newFixture(t, nil, directService())
+	f.ctrl.enqueuePodServices(readyPod("a", "10.0.0.1"))
 	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
 		t.Fatalf("first change queued %q, want %q at once", got, testKey)
 	}
-	// Nine more changes within the window: nothing now, one sync at its end.
-	for i := 2; i <= 10; i++ {
-		f.clock.Step(step)
-		f.ctrl.enqueuePodServices(web(i))
-	}
-	f.ctrl.enqueuePodServices(readyPod("o", "10.0.1.1", func(p *v1.Pod) { p.Labels["app"] = "other" }))
-	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{"ns/other"}) {
-		t.Fatalf("within the window queued %q, want only the other Service's first change", got)
-	}
-	f.clock.Step(step)
-	if got := drainQueueWhenDue(f.ctrl); !slices.Equal(got, []string{testKey}) {
-		t.Fatalf("at the window's end queued %q, want one sync of %q", got, testKey)
-	}
-	// Changes go on: the next sync is one window later.
-	f.clock.Step(step)
-	f.ctrl.enqueuePodServices(web(11))
-	f.clock.Step(defaultPodEventWindow - 2*step)
+	f.ctrl.enqueuePodServices(readyPod("b", "10.0.0.2"))
 	if got := drainQueue(f.ctrl); len(got) != 0 {
-		t.Fatalf("queued %q before the next window's end", got)
+		t.Fatalf("a second change within the window queued %q at once", got)
 	}
-	f.clock.Step(step)
-	if got := drainQueueWhenDue(f.ctrl); !slices.Equal(got, []string{testKey}) {
-		t.Fatalf("at the next window's end queued %q, want %q", got, testKey)
-	}
-	// After a quiet window, a change is synced at once again.
-	f.clock.Step(defaultPodEventWindow)
-	f.ctrl.enqueuePodServices(web(12))
-	if got := drainQueue(f.ctrl); !slices.Equal(got, []string{testKey}) {
-		t.Fatalf("a change after a quiet window queued %q, want %q at once", got, testKey)
-	}
-}
-
-// drainQueueWhenDue drains the queue once a key the fake clock made due
-// has reached it: the delaying queue moves it over in a goroutine.
-func drainQueueWhenDue(c *Controller) []string {
-	for deadline := time.Now().Add(5 * time.Second); c.queue.Len() == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	return drainQueue(c)
 }
 
 func drainQueue(c *Controller) []string {
