@@ -491,25 +491,13 @@ var errListenersDrifted = errors.New("its listeners are not those last seen")
 func (c *Controller) audit(ctx context.Context, cached *ObservedState) (*ObservedState, error) {
 	s := cached.clone()
 	id := s.LoadBalancer.ID
-	lastSeen := make([]string, len(s.Listeners))
-	for i, l := range s.Listeners {
-		lastSeen[i] = l.ID
-	}
-	slices.Sort(lastSeen)
-	known := func(listenerIDs []string) bool {
-		slices.Sort(listenerIDs)
-		return slices.Equal(listenerIDs, lastSeen)
-	}
+	lastSeen := sortedListenerIDs(s.Listeners)
 	if s.auditListenersNext {
 		listeners, err := c.cloud.DescribeListeners(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("reading the listeners of CLB %s: %w", id, err)
 		}
-		ids := make([]string, len(listeners))
-		for i, l := range listeners {
-			ids[i] = l.ID
-		}
-		if !known(ids) {
+		if !slices.Equal(sortedListenerIDs(listeners), lastSeen) {
 			return nil, errListenersDrifted
 		}
 		s.Listeners = listeners
@@ -518,7 +506,8 @@ func (c *Controller) audit(ctx context.Context, cached *ObservedState) (*Observe
 		if err != nil {
 			return nil, fmt.Errorf("reading the backends of CLB %s: %w", id, err)
 		}
-		if !known(slices.Collect(maps.Keys(backends))) {
+		// DescribeBackends has an entry for every listener, even empty.
+		if !slices.Equal(slices.Sorted(maps.Keys(backends)), lastSeen) {
 			return nil, errListenersDrifted
 		}
 		s.Backends = backends
@@ -526,6 +515,15 @@ func (c *Controller) audit(ctx context.Context, cached *ObservedState) (*Observe
 	s.auditListenersNext = !s.auditListenersNext
 	s.audited = c.opts.Clock.Now()
 	return s, nil
+}
+
+func sortedListenerIDs(listeners []cloud.Listener) []string {
+	ids := make([]string, len(listeners))
+	for i, l := range listeners {
+		ids[i] = l.ID
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // existingLoadBalancer looks up the user's CLB. Its absence is the user's
