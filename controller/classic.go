@@ -61,8 +61,7 @@ func buildClassicDesiredState(svc *v1.Service, cfg ServiceConfig, nodes []*v1.No
 	for _, port := range svc.Spec.Ports {
 		protocol, ok := listenerProtocol(port.Protocol)
 		if !ok {
-			state.Problems = append(state.Problems, fmt.Sprintf(
-				"port %d: protocol %s is not supported by CLB layer-4 listeners (TCP or UDP)", port.Port, port.Protocol))
+			state.Problems = append(state.Problems, unsupportedProtocol(port))
 			continue
 		}
 		if port.NodePort == 0 {

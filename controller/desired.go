@@ -100,8 +100,7 @@ func buildDesiredState(svc *v1.Service, cfg ServiceConfig, pods []*v1.Pod) Desir
 	for _, port := range svc.Spec.Ports {
 		protocol, ok := listenerProtocol(port.Protocol)
 		if !ok {
-			state.Problems = append(state.Problems, fmt.Sprintf(
-				"port %d: protocol %s is not supported by CLB layer-4 listeners (TCP or UDP)", port.Port, port.Protocol))
+			state.Problems = append(state.Problems, unsupportedProtocol(port))
 			continue
 		}
 		key := ListenerKey{Protocol: protocol, Port: port.Port}
@@ -235,6 +234,12 @@ func protocolOrTCP(p v1.Protocol) v1.Protocol {
 		return v1.ProtocolTCP
 	}
 	return p
+}
+
+// unsupportedProtocol is the problem of a Service port that no CLB
+// layer-4 listener serves.
+func unsupportedProtocol(port v1.ServicePort) string {
+	return fmt.Sprintf("port %d: protocol %s is not supported by CLB layer-4 listeners (TCP or UDP)", port.Port, port.Protocol)
 }
 
 func listenerProtocol(p v1.Protocol) (cloud.Protocol, bool) {
