@@ -200,7 +200,7 @@ func (w *workload) deleteAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.forEach(ctx, len(svcs.Items), func(ctx context.Context, i int) error {
+	if err := forEach(ctx, w.parallel, len(svcs.Items), func(ctx context.Context, i int) error {
 		services := w.client.CoreV1().Services(w.namespace)
 		name := svcs.Items[i].Name
 		if _, err := services.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {

@@ -75,8 +75,7 @@ func (n *naive) run(ctx context.Context, adopt bool, started chan<- struct{}) er
 			n.ready[pod.Namespace+"/"+pod.Name] = pod.Status.PodIP != "" && podReady(pod)
 		}
 	}
-	w := &workload{parallel: n.workers}
-	if err := w.forEach(ctx, len(svcs), func(ctx context.Context, i int) error {
+	if err := forEach(ctx, n.workers, len(svcs), func(ctx context.Context, i int) error {
 		return setUp(ctx, svcs[i])
 	}); err != nil {
 		return err

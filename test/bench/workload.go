@@ -68,12 +68,12 @@ func (w *workload) create(ctx context.Context) error {
 // addServices adds n Services and their Pods.
 func (w *workload) addServices(ctx context.Context, n int) error {
 	first := w.services
-	if err := w.forEach(ctx, n, func(ctx context.Context, i int) error {
+	if err := forEach(ctx, w.parallel, n, func(ctx context.Context, i int) error {
 		return w.createService(ctx, first+i)
 	}); err != nil {
 		return err
 	}
-	if err := w.forEach(ctx, n*w.pods, func(ctx context.Context, k int) error {
+	if err := forEach(ctx, w.parallel, n*w.pods, func(ctx context.Context, k int) error {
 		return w.createPod(ctx, first+k/w.pods, 0, k%w.pods)
 	}); err != nil {
 		return err
@@ -139,7 +139,7 @@ func (w *workload) allocateIP() string {
 // roll replaces every Service's Pods as a Deployment's rolling update does,
 // all Services at once: new Pods come up Ready, then the old ones go.
 func (w *workload) roll(ctx context.Context) error {
-	return w.forEach(ctx, w.services, func(ctx context.Context, i int) error {
+	return forEach(ctx, w.parallel, w.services, func(ctx context.Context, i int) error {
 		w.mu.Lock()
 		old := w.generation[i]
 		w.generation[i]++
@@ -225,14 +225,14 @@ func podReady(p *v1.Pod) bool {
 	return false
 }
 
-// forEach runs fn for 0..n-1, w.parallel at a time, and returns the first
+// forEach runs fn for 0..n-1, parallel at a time, and returns the first
 // error.
-func (w *workload) forEach(ctx context.Context, n int, fn func(context.Context, int) error) error {
+func forEach(ctx context.Context, parallel, n int, fn func(context.Context, int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := atomic.Int64{}
 	var wg sync.WaitGroup
-	for range min(w.parallel, n) {
+	for range min(parallel, n) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
