@@ -3,72 +3,18 @@ package metrics
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// writeKeyPair writes a fresh self-signed certificate for 127.0.0.1 and its
-// key, as a Secret volume holds them, and returns the certificate.
-func writeKeyPair(t *testing.T, certFile, keyFile, name string, mtime time.Time) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for path, block := range map[string]*pem.Block{
-		certFile: {Type: "CERTIFICATE", Bytes: der},
-		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// A distinct modification time, as a Secret volume update gives,
-		// however fast the test writes.
-		if err := os.Chtimes(path, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
+	"clb-direct/internal/testcert"
+)
 
 // freeAddr returns a loopback address nothing listens on.
 func freeAddr(t *testing.T) string {
@@ -115,7 +61,7 @@ func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	first := writeKeyPair(t, certFile, keyFile, "first", base)
+	first := testcert.Write(t, certFile, keyFile, "first", base)
 
 	cfg, err := TLSConfig(certFile, keyFile)
 	if err != nil {
@@ -156,7 +102,7 @@ func TestServeTLS(t *testing.T) {
 	}
 
 	// The renewed certificate is served without a restart.
-	second := writeKeyPair(t, certFile, keyFile, "second", base.Add(time.Hour))
+	second := testcert.Write(t, certFile, keyFile, "second", base.Add(time.Hour))
 	if _, served := scrape(t, addr, second); !served.Equal(second) {
 		t.Error("not serving the renewed certificate")
 	}
@@ -189,7 +135,7 @@ func TestServePlainHTTPWithoutTLSConfig(t *testing.T) {
 func TestTLSConfigWantsBothFilesAndAGoodPair(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	writeKeyPair(t, certFile, keyFile, "a", time.Now())
+	testcert.Write(t, certFile, keyFile, "a", time.Now())
 	for _, tc := range []struct{ cert, key string }{{certFile, ""}, {"", keyFile}} {
 		_, err := TLSConfig(tc.cert, tc.key)
 		if err == nil || !strings.Contains(err.Error(), "--metrics-cert-file and --metrics-key-file go together") {

@@ -2,15 +2,8 @@ package readiness
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +18,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2/ktesting"
+
+	"clb-direct/internal/testcert"
 )
 
 // stubSelector answers a fixed value and records the Pods it was asked about.
@@ -330,40 +325,6 @@ func TestInjectorOverHTTP(t *testing.T) {
 	}
 }
 
-// keyPair writes a fresh self-signed ECDSA certificate and key and returns
-// the certificate's DER.
-func keyPair(t *testing.T, certFile, keyFile, name string) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	return der
-}
-
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -399,7 +360,7 @@ func TestCertificateReloader(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-	first := keyPair(t, certFile, keyFile, "first.example")
+	first := testcert.Write(t, certFile, keyFile, "first.example", time.Time{}).Raw
 	touch(t, base, certFile, keyFile)
 	r, err := NewCertificateReloader(certFile, keyFile)
 	if err != nil {
@@ -410,7 +371,7 @@ func TestCertificateReloader(t *testing.T) {
 	}
 
 	// Renewed: the new pair is served without a restart.
-	second := keyPair(t, certFile, keyFile, "second.example")
+	second := testcert.Write(t, certFile, keyFile, "second.example", time.Time{}).Raw
 	touch(t, base.Add(time.Hour), certFile, keyFile)
 	if got := servedDER(t, r); !bytes.Equal(got, second) {
 		t.Fatal("not serving the renewed certificate")
@@ -425,7 +386,7 @@ func TestCertificateReloader(t *testing.T) {
 
 	// Half a rotation (a new certificate, the old key) keeps it too.
 	otherDir := t.TempDir()
-	third := keyPair(t, certFile, filepath.Join(otherDir, "unused.key"), "third.example")
+	third := testcert.Write(t, certFile, filepath.Join(otherDir, "unused.key"), "third.example", time.Time{}).Raw
 	touch(t, base.Add(3*time.Hour), certFile)
 	if got := servedDER(t, r); !bytes.Equal(got, second) {
 		t.Fatal("a certificate that does not match the key replaced the good one")
@@ -454,7 +415,7 @@ func TestCertificateReloaderFailsAtStartOnABadPair(t *testing.T) {
 	if _, err := NewCertificateReloader(certFile, keyFile); err == nil {
 		t.Error("missing files: no error")
 	}
-	keyPair(t, certFile, keyFile, "a.example")
+	testcert.Write(t, certFile, keyFile, "a.example", time.Time{})
 	writeFile(t, keyFile, []byte("not a key"))
 	if _, err := NewCertificateReloader(certFile, keyFile); err == nil {
 		t.Error("corrupt key: no error")
